@@ -1,0 +1,86 @@
+//! The engine's own operational events: async jobs (`ASYNCJOB.*`) and alerts (`ALERT.*`).
+//! CloudStack keeps these in tables; Ledgerstack keeps them in the log like everything else.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::common::JsonDocument;
+
+/// ASYNCJOB.SUBMIT: an asynchronous command was accepted (`jobstatus` 0 from here on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJobSubmitted {
+    /// The job's id (`jobid`).
+    pub job_id: Uuid,
+    /// The API command, such as `deployVirtualMachine`.
+    pub command: CompactString,
+    /// Caller's account.
+    pub account_id: Uuid,
+    /// Caller.
+    pub user_id: Uuid,
+    /// Caller's domain.
+    pub domain_id: Uuid,
+    /// `jobinstancetype`, such as `VirtualMachine`.
+    pub instance_type: Option<CompactString>,
+    /// `jobinstanceid`: the resource the job works on.
+    pub instance_id: Option<Uuid>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobOutcome {
+    /// `jobstatus` 1.
+    Succeeded,
+    /// `jobstatus` 2.
+    Failed,
+}
+
+/// ASYNCJOB.COMPLETE: the job ended; `queryAsyncJobResult` answers from this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJobCompleted {
+    /// The job.
+    pub job_id: Uuid,
+    /// Succeeded or failed.
+    pub outcome: JobOutcome,
+    /// `jobresultcode`: 0, or the CloudStack error code.
+    pub result_code: u32,
+    /// `jobresult`: the response object (success) or `{errorcode, errortext}` (failure).
+    pub result: JsonDocument,
+}
+
+/// ALERT.RAISE: an alert was raised (`listAlerts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRaised {
+    /// The alert's id.
+    pub alert_id: Uuid,
+    /// CloudStack alert type number (13 ALERT.USAGE, 0 memory capacity, ...).
+    pub alert_type: u16,
+    /// Alert type name, such as `ALERT.USAGE`.
+    pub name: CompactString,
+    /// What the operator reads.
+    pub description: String,
+    /// Zone concerned.
+    pub zone_id: Option<Uuid>,
+    /// Pod concerned.
+    pub pod_id: Option<Uuid>,
+    /// Cluster concerned.
+    pub cluster_id: Option<Uuid>,
+    /// Account concerned (usage thresholds, quota).
+    pub account_id: Option<Uuid>,
+}
+
+/// ALERT.RESOLVE: the condition behind an alert cleared, so its type may be raised again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertResolved {
+    /// The alert.
+    pub alert_id: Uuid,
+    /// Its type number.
+    pub alert_type: u16,
+}
+
+/// ALERT.ARCHIVE / ALERT.DELETE: alerts hidden from `listAlerts` (never erased from the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsHidden {
+    /// The alerts.
+    pub alert_ids: Vec<Uuid>,
+}

@@ -1,0 +1,2 @@
+//! The `ledgerstack` command.
+fn main() {}
