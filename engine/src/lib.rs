@@ -12,4 +12,5 @@
 pub mod clock;
 pub mod event;
 pub mod ids;
+pub mod store;
 pub mod time;

@@ -7,6 +7,7 @@
 //! rules on evolving them.
 
 mod catalogue;
+pub mod chain;
 pub(crate) mod codec;
 pub mod common;
 mod envelope;
