@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn zero_filled_tail_after_a_crash_is_torn() {
-        let mut data = segment_with(&[(b"alpha", FLAG_COMMIT)]);
+        let data = segment_with(&[(b"alpha", FLAG_COMMIT)]);
         let committed = data.len() as u64;
         // A second commit whose data never reached the disk, though the file grew.
         let mut lost = Vec::new();

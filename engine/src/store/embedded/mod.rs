@@ -74,8 +74,8 @@ struct Inner {
     requests: Mutex<Option<Sender<AppendRequest>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<WriterStats>,
-    /// Held for the store's lifetime: one process per log.
-    _lock: Option<File>,
+    /// Held until the store closes: one process per log.
+    lock_file: Mutex<Option<File>>,
 }
 
 /// What every read needs; cheap to clone into a blocking task.
@@ -196,7 +196,7 @@ impl EmbeddedStore {
                 requests: Mutex::new(Some(request_tx)),
                 threads: Mutex::new(vec![writer_thread, indexer_thread]),
                 stats,
-                _lock: lock_file,
+                lock_file: Mutex::new(lock_file),
             }),
         })
     }
@@ -227,6 +227,8 @@ impl Inner {
                 warn!("a log thread panicked while shutting down");
             }
         }
+        // Only now may another process (or a reopen) take the log.
+        lock(&self.lock_file).take();
     }
 }
 

@@ -122,11 +122,6 @@ impl SimFs {
         state.boot += 1;
     }
 
-    /// The durable bytes of a file, for tests that damage them.
-    pub(crate) fn durable_len(&self, name: &str) -> Option<usize> {
-        lock(&self.state).files.get(name).map(|f| f.durable.len())
-    }
-
     fn handle(&self, name: &str, state: &State) -> Arc<dyn LogFile> {
         Arc::new(SimHandle {
             state: self.state.clone(),
