@@ -9,6 +9,7 @@
 //! Architecture Invariant: this crate depends on nothing else of Ledgerstack's, and nothing in it
 //! reads the wall clock except [`clock::SystemClock`].
 
+pub mod bench;
 pub mod clock;
 pub mod event;
 pub mod ids;

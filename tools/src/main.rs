@@ -1,2 +1,72 @@
-//! The `ledgerstack` command.
-fn main() {}
+//! The `ledgerstack` command: argument parsing and glue over the library crates. Every
+//! subcommand's logic lives in a library (`engine`, later `api`, `usage`); this crate only turns
+//! arguments into calls and results into output.
+
+mod bench;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Ledgerstack: an event-sourced cloud management engine that speaks the Apache CloudStack API.
+#[derive(Parser)]
+#[command(name = "ledgerstack", version)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Ledgerstack on its embedded event log (no database to set up).
+    Serve(serve::ServeArgs),
+    /// Measure performance against baselines taken in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+/// The data directory used when `--data-dir` is not given.
+pub(crate) fn default_data_dir() -> PathBuf {
+    PathBuf::from("ledgerstack-data")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Bench { which } => bench::run(which).await,
+        }
+    })
+}

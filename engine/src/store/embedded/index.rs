@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 use uuid::Uuid;
 
 use super::id_filter::IdFilter;
@@ -349,20 +349,30 @@ pub(crate) enum IndexerWork {
     Entries(Vec<IndexEntry>, Vec<(u64, Location)>),
     /// Save this copy of the id filter, which covers the log up to the given position.
     SaveFilter(Box<IdFilter>, u64),
+    /// Wakes the indexer to notice its stop flag.
+    Stop,
 }
 
-/// The indexer thread: applies work in order until the writer hangs up, then flushes sled.
+/// Entries applied to sled between checks for a stop request, so that closing a store with a
+/// large backlog does not wait for all of it.
+const APPLY_CHUNK: usize = 4096;
+
+/// The indexer thread: applies work in order until told to stop, then flushes sled.
 pub(crate) struct Indexer {
     pub index: Arc<Index>,
     pub tail: Arc<UnindexedTail>,
     /// Last position in sled, read by the writer to prune its own recent-id map.
     pub watermark: Arc<AtomicU64>,
     pub filter_path: PathBuf,
+    /// Set on close: stop between chunks rather than index the whole backlog first.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Indexer {
     pub(crate) fn run(self, work: Receiver<IndexerWork>) {
-        loop {
+        run_in_background();
+        let mut stopping = false;
+        while !stopping {
             let first = match work.recv() {
                 Ok(w) => w,
                 Err(RecvError) => break,
@@ -378,25 +388,32 @@ impl Indexer {
                         sparse.extend(s);
                     }
                     IndexerWork::SaveFilter(filter, covers) => filters.push((filter, covers)),
+                    IndexerWork::Stop => stopping = true,
                 }
             }
-            if let Err(e) = self.index.apply(&entries, &sparse) {
-                // The overlay keeps serving these entries; on the next open the index is found
-                // behind the log and caught up from the segments.
-                warn!(error = %e, "index update failed; entries stay in memory until reopen");
-                continue;
+            for chunk in entries.chunks(APPLY_CHUNK) {
+                if stopping || self.stop.load(Ordering::Acquire) {
+                    stopping = true;
+                    break;
+                }
+                let (first, last) = (chunk[0].position, chunk[chunk.len() - 1].position);
+                let points: Vec<_> = sparse
+                    .iter()
+                    .filter(|(p, _)| (first..=last).contains(p))
+                    .copied()
+                    .collect();
+                if let Err(e) = self.index.apply(chunk, &points) {
+                    // Never move the watermark past a hole. The overlay keeps serving what is not
+                    // indexed; the committer's backlog bound eventually holds appends; a reopen
+                    // catches the index up from the segments.
+                    error!(error = %e, "index update failed; indexing stops until the store is reopened");
+                    stopping = true;
+                    break;
+                }
+                self.watermark.store(last, Ordering::Release);
+                self.tail.drop_through(last);
+                debug!(watermark = last, indexed = chunk.len(), "indexed");
             }
-            if let Some(last) = entries.last() {
-                self.watermark.store(last.position, Ordering::Release);
-                self.tail.drop_through(last.position);
-                debug!(
-                    watermark = last.position,
-                    indexed = entries.len(),
-                    "indexed"
-                );
-            }
-            // Saving the filter only after the entries it covers are in sled is not required for
-            // correctness (the filter says "maybe", sled decides), but keeps the two in step.
             for (filter, covers) in filters {
                 if let Err(e) = filter.save(&self.filter_path, covers) {
                     warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
@@ -406,5 +423,19 @@ impl Indexer {
         if let Err(e) = self.index.flush() {
             warn!(error = %e, "index flush failed; it will be caught up from the log on open");
         }
+    }
+}
+
+/// Lets the calling thread run only when no other thread wants the CPU (Linux `SCHED_IDLE`).
+/// Indexing is deferred work: during a burst of appends it must not take CPU from the appenders,
+/// and it catches up as soon as they pause (the committer bounds how far behind it may fall).
+#[allow(unsafe_code)]
+fn run_in_background() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is initialised and outlives the call;
+    // lowering one's own scheduling class needs no privilege and affects nothing else.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        debug!(error = %std::io::Error::last_os_error(), "indexer keeps normal priority");
     }
 }

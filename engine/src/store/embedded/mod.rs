@@ -4,6 +4,7 @@
 //! `index/` (sled trees and the id filter, caches rebuilt from the log whenever they are missing,
 //! damaged or behind). `docs/storage.md` walks through the write path and the crash argument.
 
+mod committer;
 mod format;
 pub mod fs;
 mod id_filter;
@@ -19,7 +20,7 @@ mod tests;
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -30,7 +31,8 @@ use tracing::{info, warn};
 use self::format::{SEGMENT_HEADER_LEN, SegmentHeader, TailVerdict, classify_tail};
 use self::fs::{LogFs, OsFs, read_full_at};
 use self::id_filter::IdFilter;
-use self::index::{Index, IndexEntry, Indexer, UnindexedTail};
+use self::committer::Committer;
+use self::index::{Index, IndexEntry, Indexer, IndexerWork, UnindexedTail};
 use self::segments::{
     FrameReader, Location, SPARSE_EVERY, Segment, SegmentSet, parse_segment_name,
     segment_index_for, segment_name,
@@ -42,6 +44,9 @@ use super::subscription::catch_up_then_live;
 use super::{AppendOutcome, EventStore, EventStream, ExpectedVersion, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::event::{NewEvent, Position, RecordedEvent, StreamId};
+
+/// Bytes of the header at the start of every segment file (records follow it).
+pub const SEGMENT_HEADER_BYTES: u64 = SEGMENT_HEADER_LEN;
 
 /// How an embedded store is opened.
 #[derive(Clone)]
@@ -70,9 +75,14 @@ pub struct EmbeddedStore {
 
 struct Inner {
     reader: Reader,
-    /// Taken on close, which makes the writer finish and exit.
-    requests: Mutex<Option<Sender<AppendRequest>>>,
+    committer: Arc<Committer>,
+    /// Wakes the indexer to notice `stop_indexer`.
+    indexer_work: Sender<IndexerWork>,
+    stop_indexer: Arc<AtomicBool>,
+    filter_path: PathBuf,
+    /// Writer and indexer threads, joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
     stats: Arc<WriterStats>,
     /// Held until the store closes: one process per log.
     lock_file: Mutex<Option<File>>,
@@ -143,12 +153,14 @@ impl EmbeddedStore {
         let tail = Arc::new(UnindexedTail::default());
         let watermark = Arc::new(AtomicU64::new(tip.last_position.0));
         let stats = Arc::new(WriterStats::default());
+        let stop_indexer = Arc::new(AtomicBool::new(false));
         let (work_tx, work_rx) = mpsc::channel();
         let indexer = Indexer {
             index: index.clone(),
             tail: tail.clone(),
             watermark: watermark.clone(),
-            filter_path,
+            filter_path: filter_path.clone(),
+            stop: stop_indexer.clone(),
         };
         let active = segments
             .snapshot()
@@ -165,25 +177,24 @@ impl EmbeddedStore {
             index: index.clone(),
             tail: tail.clone(),
             filter,
-            indexer: work_tx,
+            indexer: work_tx.clone(),
             indexed_watermark: watermark,
             head: head_tx,
             stats: stats.clone(),
         });
-        let (request_tx, request_rx) = mpsc::channel();
+        let (committer, signals) = Committer::new(writer);
+        let committer = Arc::new(committer);
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
                 .map_err(|e| StoreError::io("spawn thread", name, e))
         };
-        let indexer_thread = spawn(
-            "ledgerstack-indexer",
-            Box::new(move || indexer.run(work_rx)),
-        )?;
+        let indexer_thread = spawn("ledgerstack-indexer", Box::new(move || indexer.run(work_rx)))?;
+        let writer_committer = committer.clone();
         let writer_thread = spawn(
             "ledgerstack-writer",
-            Box::new(move || writer.run(request_rx)),
+            Box::new(move || writer_committer.run_writer_thread(signals)),
         )?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -193,8 +204,12 @@ impl EmbeddedStore {
                     tail,
                     head: head_rx,
                 },
-                requests: Mutex::new(Some(request_tx)),
+                committer,
+                indexer_work: work_tx,
+                stop_indexer,
+                filter_path,
                 threads: Mutex::new(vec![writer_thread, indexer_thread]),
+                closed: AtomicBool::new(false),
                 stats,
                 lock_file: Mutex::new(lock_file),
             }),
@@ -219,8 +234,14 @@ impl EmbeddedStore {
 
 impl Inner {
     fn shutdown(&self) {
-        // Dropping the sender ends the writer's loop; the writer drops the indexer's sender.
-        lock(&self.requests).take();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Commit what is queued, refuse the rest, end subscriptions, save the id filter; then
+        // stop the indexer where it is (the next open catches the index up from the log).
+        self.committer.close(&self.filter_path);
+        self.stop_indexer.store(true, Ordering::Release);
+        let _ = self.indexer_work.send(IndexerWork::Stop);
         let threads: Vec<_> = lock(&self.threads).drain(..).collect();
         for thread in threads {
             if thread.join().is_err() {
@@ -642,18 +663,14 @@ impl EventStore for EmbeddedStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         let events = sequencer::prepare(stream, events)?;
-        let sender = lock(&self.inner.requests)
-            .clone()
-            .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(AppendRequest {
-                stream: stream.clone(),
-                expected,
-                events,
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
+        // Commits right here if the writer is free (see `committer`), else waits for the batch.
+        self.inner.committer.submit(AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+        });
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -1,15 +1,16 @@
-//! The group-commit writer: the one thread that appends to the log.
+//! The log writer: the state that appends to the log, and one group commit.
 //!
-//! It takes every append request waiting in its queue, decides each one (idempotency, expected
-//! version, sequencing: see [`crate::store::sequencer`]), encodes all their records into one
-//! buffer, writes it with a single `write` and makes it durable with a single `fdatasync`, and
-//! only then answers each request. Many concurrent appends therefore share one fsync, and no
-//! acknowledgement is ever sent before the fsync that covers it (checked on every reply).
+//! A commit takes a batch of append requests, decides each one (idempotency, expected version,
+//! sequencing: see [`crate::store::sequencer`]), encodes all their records into one buffer,
+//! writes it with a single `write`, makes it durable with a single `fdatasync`, and only then
+//! answers each request. Who runs a commit, and how requests are batched, is the
+//! [`super::committer`]'s business. No acknowledgement is ever sent before the fsync that covers
+//! it (checked on every reply).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info};
@@ -26,10 +27,6 @@ use crate::store::sequencer::{
     self, ChainTip, Decision, PreparedEvent, SequencedEvent, SequencerView, StoredEvent,
 };
 use crate::store::{AppendOutcome, ExpectedVersion, StoreError};
-
-/// Upper bound on events taken into one group commit, so one batch cannot grow without limit
-/// while appenders keep arriving.
-const MAX_EVENTS_PER_COMMIT: usize = 8192;
 
 /// An append waiting for the writer.
 pub(crate) struct AppendRequest {
@@ -151,7 +148,8 @@ pub(crate) struct Writer {
     tail: Arc<UnindexedTail>,
     indexer: Sender<IndexerWork>,
     indexed_watermark: Arc<AtomicU64>,
-    head: watch::Sender<Position>,
+    /// Dropped on close, which ends every subscription.
+    head: Option<watch::Sender<Position>>,
     stats: Arc<WriterStats>,
     view: WriterView,
     /// Last position covered by a completed fsync: nothing past it may be acknowledged.
@@ -192,7 +190,7 @@ impl Writer {
             tail: setup.tail,
             indexer: setup.indexer,
             indexed_watermark: setup.indexed_watermark,
-            head: setup.head,
+            head: Some(setup.head),
             stats: setup.stats,
             synced_through,
             poisoned: false,
@@ -201,34 +199,29 @@ impl Writer {
         }
     }
 
-    /// Serves append requests until every sender is gone, then hands the id filter to the
-    /// indexer to save.
-    pub(crate) fn run(mut self, requests: Receiver<AppendRequest>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            let mut events = batch[0].events.len();
-            while events < MAX_EVENTS_PER_COMMIT {
-                match requests.try_recv() {
-                    Ok(next) => {
-                        events += next.events.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
+    /// Events acknowledged but not yet in sled.
+    pub(crate) fn unindexed(&self) -> u64 {
+        self.synced_through
+            .saturating_sub(self.indexed_watermark.load(Ordering::Acquire))
+    }
+
+    /// Ends every subscription (they see the store closed).
+    pub(crate) fn end_subscriptions(&mut self) {
+        self.head = None;
+    }
+
+    /// Saves the id filter, covering everything acknowledged, for the next open.
+    pub(crate) fn save_filter(&self, path: &std::path::Path) {
+        if self.poisoned {
+            return;
         }
-        if !self.poisoned {
-            let filter = std::mem::replace(&mut self.view.filter, IdFilter::new());
-            let _ = self.indexer.send(IndexerWork::SaveFilter(
-                Box::new(filter),
-                self.synced_through,
-            ));
+        if let Err(e) = self.view.filter.save(path, self.synced_through) {
+            tracing::warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
         }
     }
 
     /// Decides, writes, syncs and answers one group of requests.
-    fn commit(&mut self, batch: Vec<AppendRequest>) {
+    pub(crate) fn commit(&mut self, batch: Vec<AppendRequest>) {
         if self.poisoned {
             for request in batch {
                 let _ = request.reply.send(Err(StoreError::Poisoned));
@@ -375,7 +368,9 @@ impl Writer {
         let _ = self
             .indexer
             .send(IndexerWork::Entries(written.entries, written.sparse));
-        self.head.send_replace(Position(self.synced_through));
+        if let Some(head) = &self.head {
+            head.send_replace(Position(self.synced_through));
+        }
     }
 
     /// Starts a new segment whose first record will be at `first_position`. The new file and

@@ -1,0 +1,224 @@
+//! `ledgerstack bench ...`: runs a library benchmark with progress bars and prints its figures
+//! beside their same-run baselines, with the targets they are held to.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use engine::bench::{AppendBenchConfig, AppendBenchReport, BenchProgress, Figure};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The benchmarks.
+#[derive(clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Event log appends (1, 8, 64 appenders; batched) and replay, against the fsync and
+    /// sequential-read limits of the same disk.
+    Append(AppendArgs),
+}
+
+/// Arguments of `ledgerstack bench append`.
+#[derive(clap::Args)]
+pub(crate) struct AppendArgs {
+    /// Scratch directory on the disk to measure (emptied first).
+    #[arg(long, default_value = "ledgerstack-bench")]
+    dir: PathBuf,
+    /// Seconds each timed append phase runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Concurrency levels for single-event appends (must include 1, the reference).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    appenders: Vec<usize>,
+    /// Events per append in the batched phase.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Events in the log that replay reads.
+    #[arg(long, default_value_t = 1_000_000)]
+    replay_events: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Append(args) => append(args).await,
+    }
+}
+
+/// Progress bars on stderr: a bar when the total is known, a spinner otherwise.
+struct Bars {
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl BenchProgress for Bars {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(total) => ProgressBar::new(total).with_style(
+                ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg:48} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_message(name.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+
+    fn progress(&self, done: u64) {
+        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn append(args: AppendArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.appenders.contains(&1),
+        "--appenders must include 1: the other levels are reported against it"
+    );
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
+    anyhow::ensure!(args.replay_events > 0, "--replay-events must be positive");
+    let config = AppendBenchConfig {
+        dir: args.dir.clone(),
+        phase: Duration::from_secs_f64(args.seconds),
+        appenders: args.appenders,
+        batch_size: args.batch_size,
+        replay_events: args.replay_events,
+    };
+    let bars = Bars {
+        current: Mutex::new(None),
+    };
+    let report = engine::bench::run_append_bench(&config, &bars)
+        .await
+        .with_context(|| format!("bench append in {}", args.dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    } else {
+        print_table(&args.dir, &report);
+    }
+    Ok(())
+}
+
+fn figure_json(f: &Figure) -> serde_json::Value {
+    serde_json::json!({
+        "name": f.name,
+        "events": f.events,
+        "seconds": f.elapsed.as_secs_f64(),
+        "events_per_second": f.rate(),
+        "fsyncs": f.fsyncs,
+        "events_per_fsync": f.events_per_fsync(),
+    })
+}
+
+fn report_json(r: &AppendBenchReport) -> serde_json::Value {
+    serde_json::json!({
+        "record_bytes": r.record_bytes,
+        "raw_fsync": figure_json(&r.raw_fsync),
+        "appends": r.appends.iter().map(|(n, f)| serde_json::json!({"appenders": n, "figure": figure_json(f)})).collect::<Vec<_>>(),
+        "batched": figure_json(&r.batched),
+        "raw_read": figure_json(&r.raw_read),
+        "log_bytes": r.log_bytes,
+        "replay": figure_json(&r.replay),
+        "ratios": {
+            "single_appender_vs_raw_fsync": r.single_vs_raw(),
+            "concurrency_speedup": r.concurrency_speedup().map(|(n, x)| serde_json::json!({"appenders": n, "speedup": x})),
+            "replay_slowdown_vs_raw_read": r.replay_slowdown(),
+        },
+    })
+}
+
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
+    println!(
+        "ledgerstack bench append: {}-byte records, on {}",
+        r.record_bytes,
+        dir.display()
+    );
+    println!(
+        "{:<44} {:>14} {:>14} {:>14}",
+        "figure", "events/s", "ratio", "events/fsync"
+    );
+    let row = |name: &str, f: &Figure, ratio: String| {
+        println!(
+            "{:<44} {:>14} {:>14} {:>14}",
+            name,
+            thousands(f.rate()),
+            ratio,
+            f.events_per_fsync()
+                .map_or(String::from("-"), |x| format!("{x:.1}"))
+        );
+    };
+    row("A: write + fdatasync loop (baseline)", &r.raw_fsync, "1.00 × A".into());
+    let single = r
+        .appends
+        .iter()
+        .find(|(n, _)| *n == 1)
+        .map(|(_, f)| f.rate());
+    for (n, f) in &r.appends {
+        let ratio = if *n == 1 {
+            format!("{:.2} × A", f.rate() / r.raw_fsync.rate())
+        } else {
+            single.map_or("-".into(), |s| format!("{:.1} × 1 app", f.rate() / s))
+        };
+        row(&format!("append, {n} appender(s)"), f, ratio);
+    }
+    row(
+        &format!("append, batched ({})", r.batched.name),
+        &r.batched,
+        format!("{:.1} × A", r.batched.rate() / r.raw_fsync.rate()),
+    );
+    row(
+        &format!(
+            "B: sequential read ({:.0} MB/s, baseline)",
+            r.log_bytes as f64 / 1e6 / r.raw_read.elapsed.as_secs_f64().max(1e-9)
+        ),
+        &r.raw_read,
+        "1.00 × B".into(),
+    );
+    row(
+        "replay: read_all + decode",
+        &r.replay,
+        format!("1/{:.2} of B", r.replay_slowdown()),
+    );
+    println!();
+    if let Some(x) = r.single_vs_raw() {
+        println!("target: 1 appender >= 0.9 x A ........ {x:.2} x  {}", verdict(x >= 0.9));
+    }
+    if let Some((n, x)) = r.concurrency_speedup() {
+        println!(
+            "target: {n} appenders >= 20 x 1 ......... {x:.1} x  {}",
+            verdict(n < 64 || x >= 20.0)
+        );
+    }
+    let slowdown = r.replay_slowdown();
+    println!(
+        "target: replay within 3 x of B ........ {slowdown:.2} x slower  {}",
+        verdict(slowdown <= 3.0)
+    );
+}
