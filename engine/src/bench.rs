@@ -187,7 +187,8 @@ pub async fn run_append_bench(
     }
 
     progress.phase("append: batched", None);
-    let batched = timed_batches(&config.dir.join("batched"), config.batch_size, config.phase).await?;
+    let batched =
+        timed_batches(&config.dir.join("batched"), config.batch_size, config.phase).await?;
     progress.finish();
 
     let replay_dir = config.dir.join("replay");
@@ -224,7 +225,11 @@ pub async fn run_append_bench(
 async fn sample_record(dir: &Path) -> Result<Vec<u8>, BenchError> {
     let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
     store
-        .append(&vm_stream(0), ExpectedVersion::Any, vec![vm_start(Uuid::nil())])
+        .append(
+            &vm_stream(0),
+            ExpectedVersion::Any,
+            vec![vm_start(Uuid::nil())],
+        )
         .await?;
     store.close();
     let segment = std::fs::read_dir(log_dir(dir))
@@ -266,7 +271,10 @@ async fn timed_appends(
     phase: Duration,
 ) -> Result<Figure, BenchError> {
     let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
-    let fsyncs_before = store.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+    let fsyncs_before = store
+        .stats()
+        .fsyncs
+        .load(std::sync::atomic::Ordering::Relaxed);
     let start = Instant::now();
     let deadline = start + phase;
     let mut tasks = Vec::new();
@@ -277,7 +285,11 @@ async fn timed_appends(
             let mut done = 0u64;
             while Instant::now() < deadline {
                 store
-                    .append(&stream, ExpectedVersion::Any, vec![vm_start(Uuid::from_u128(a as u128))])
+                    .append(
+                        &stream,
+                        ExpectedVersion::Any,
+                        vec![vm_start(Uuid::from_u128(a as u128))],
+                    )
                     .await?;
                 done += 1;
             }
@@ -291,7 +303,11 @@ async fn timed_appends(
             .map_err(|e| BenchError::Verification(format!("appender task failed: {e}")))??;
     }
     let elapsed = start.elapsed();
-    let fsyncs = store.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed) - fsyncs_before;
+    let fsyncs = store
+        .stats()
+        .fsyncs
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - fsyncs_before;
     verify_log(&store, events).await?;
     store.close();
     Ok(Figure {
@@ -315,7 +331,10 @@ async fn timed_batches(dir: &Path, batch: usize, phase: Duration) -> Result<Figu
         events += batch as u64;
     }
     let elapsed = start.elapsed();
-    let fsyncs = store.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+    let fsyncs = store
+        .stats()
+        .fsyncs
+        .load(std::sync::atomic::Ordering::Relaxed);
     verify_log(&store, events).await?;
     store.close();
     Ok(Figure {
@@ -344,7 +363,9 @@ async fn build_log(
             let mut left = mine;
             while left > 0 {
                 let n = left.min(500);
-                let batch = (0..n).map(|_| vm_start(Uuid::from_u128(t as u128))).collect();
+                let batch = (0..n)
+                    .map(|_| vm_start(Uuid::from_u128(t as u128)))
+                    .collect();
                 store
                     .append(&vm_stream(t), ExpectedVersion::Any, batch)
                     .await?;

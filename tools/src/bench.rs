@@ -69,13 +69,23 @@ impl BenchProgress for Bars {
     }
 
     fn progress(&self, done: u64) {
-        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(bar) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             bar.set_position(done);
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(bar) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             bar.finish_and_clear();
         }
     }
@@ -174,7 +184,11 @@ fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
                 .map_or(String::from("-"), |x| format!("{x:.1}"))
         );
     };
-    row("A: write + fdatasync loop (baseline)", &r.raw_fsync, "1.00 × A".into());
+    row(
+        "A: write + fdatasync loop (baseline)",
+        &r.raw_fsync,
+        "1.00 × A".into(),
+    );
     let single = r
         .appends
         .iter()
@@ -208,7 +222,10 @@ fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
     );
     println!();
     if let Some(x) = r.single_vs_raw() {
-        println!("target: 1 appender >= 0.9 x A ........ {x:.2} x  {}", verdict(x >= 0.9));
+        println!(
+            "target: 1 appender >= 0.9 x A ........ {x:.2} x  {}",
+            verdict(x >= 0.9)
+        );
     }
     if let Some((n, x)) = r.concurrency_speedup() {
         println!(

@@ -46,7 +46,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     println!(
         "Stopped. {} events in the log, {} appended in this run.",
         store.head().await.map(|p| p.0).unwrap_or(head.0),
-        store.stats().events.load(std::sync::atomic::Ordering::Relaxed)
+        store
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
 }

@@ -1,18 +1,20 @@
 //! Who commits, and when: group commit without a handoff when there is no one to group with.
 //!
-//! An append puts its request in a queue and tries to take the writer. If the writer is free
-//! (nobody else is committing), the appender commits right there, on its own thread, everything
-//! queued (usually just its own request): no thread handoff and no wake-up stand between the
-//! request and its fsync, which is what lets a lone appender run at the speed of the disk. If the
-//! writer is busy, the appender signals the writer thread and waits; the writer thread takes the
-//! writer as soon as it is free and commits everything that queued up meanwhile in one batch, so
-//! concurrent appends share fsyncs.
+//! An append puts its request in a queue. If it is alone (nothing else queued, and the previous
+//! commit held a single request, so appends are not arriving concurrently) and the writer is free,
+//! the appender commits right there, on its own thread: no thread handoff and no wake-up stand
+//! between the request and its fsync, which is what lets a lone appender run at the speed of the
+//! disk. Otherwise it signals the writer thread and waits; the writer thread takes the writer as
+//! soon as it is free and commits everything that queued up meanwhile in one batch, so concurrent
+//! appends share fsyncs. (Letting the first of a crowd commit alone would alternate one-event
+//! fsyncs with big ones and halve the batching.)
 //!
 //! Every request is committed by whoever next holds the writer after it was queued, and the queue
 //! is drained completely at every commit, so no request is left behind. The cost: an uncontended
 //! append blocks its async worker for one write and fsync (at most one worker at a time, since
 //! the writer is held for it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
@@ -30,6 +32,8 @@ const MAX_UNINDEXED_EVENTS: u64 = 500_000;
 
 pub(crate) struct Committer {
     queue: Mutex<Queue>,
+    /// Requests in the last commit: more than one means appends arrive concurrently.
+    last_commit_requests: AtomicUsize,
     writer: Mutex<Writer>,
     /// Wakes the writer thread; taken on close, which ends the thread's loop.
     wake: Mutex<Option<Sender<()>>>,
@@ -52,6 +56,7 @@ impl Committer {
         (
             Committer {
                 queue: Mutex::new(Queue::default()),
+                last_commit_requests: AtomicUsize::new(1),
                 writer: Mutex::new(writer),
                 wake: Mutex::new(Some(wake)),
             },
@@ -61,26 +66,27 @@ impl Committer {
 
     /// Queues `request`, and commits it at once if the writer is free.
     pub(crate) fn submit(&self, request: AppendRequest) {
-        {
+        let alone = {
             let mut queue = lock(&self.queue);
             if queue.closed {
                 let _ = request.reply.send(Err(StoreError::Closed));
                 return;
             }
             queue.requests.push(request);
-        }
-        match self.writer.try_lock() {
-            Ok(mut writer) if writer.unindexed() < MAX_UNINDEXED_EVENTS => {
-                self.commit_queued(&mut writer)
-            }
-            Err(TryLockError::Poisoned(p)) => self.commit_queued(&mut p.into_inner()),
-            // Busy (or the index is far behind and the writer thread must apply backpressure):
-            // leave it to the writer thread.
-            Ok(_) | Err(TryLockError::WouldBlock) => {
-                if let Some(wake) = lock(&self.wake).as_ref() {
-                    let _ = wake.send(());
+            queue.requests.len() == 1 && self.last_commit_requests.load(Ordering::Relaxed) <= 1
+        };
+        if alone {
+            match self.writer.try_lock() {
+                Ok(mut writer) if writer.unindexed() < MAX_UNINDEXED_EVENTS => {
+                    return self.commit_queued(&mut writer);
                 }
+                Err(TryLockError::Poisoned(p)) => return self.commit_queued(&mut p.into_inner()),
+                // Busy, or the index is so far behind that the writer thread must hold back.
+                Ok(_) | Err(TryLockError::WouldBlock) => {}
             }
+        }
+        if let Some(wake) = lock(&self.wake).as_ref() {
+            let _ = wake.send(());
         }
     }
 
@@ -105,6 +111,8 @@ impl Committer {
             if batch.is_empty() {
                 return;
             }
+            self.last_commit_requests
+                .store(batch.len(), Ordering::Relaxed);
             writer.commit(batch);
         }
     }
@@ -116,7 +124,10 @@ impl Committer {
             while signals.try_recv().is_ok() {}
             let mut writer = lock(&self.writer);
             while writer.unindexed() >= MAX_UNINDEXED_EVENTS {
-                debug!(unindexed = writer.unindexed(), "waiting for the index to catch up");
+                debug!(
+                    unindexed = writer.unindexed(),
+                    "waiting for the index to catch up"
+                );
                 std::thread::sleep(Duration::from_millis(2));
             }
             self.commit_queued(&mut writer);
@@ -134,7 +145,10 @@ impl Committer {
         writer.save_filter(filter_path);
         let stopped_at = writer.unindexed();
         if stopped_at > 0 {
-            debug!(unindexed = stopped_at, "closing with events still to index: they are indexed on the next open");
+            debug!(
+                unindexed = stopped_at,
+                "closing with events still to index: they are indexed on the next open"
+            );
         }
     }
 }

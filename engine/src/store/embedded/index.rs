@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tracing::{debug, error, warn};
 use uuid::Uuid;
@@ -343,61 +343,102 @@ impl UnindexedTail {
     }
 }
 
-/// Work for the indexer thread.
-pub(crate) enum IndexerWork {
-    /// Index these acknowledged events and sparse points.
-    Entries(Vec<IndexEntry>, Vec<(u64, Location)>),
-    /// Save this copy of the id filter, which covers the log up to the given position.
-    SaveFilter(Box<IdFilter>, u64),
-    /// Wakes the indexer to notice its stop flag.
-    Stop,
+/// Work handed from the writer to the indexer thread.
+///
+/// The writer only appends to it under a short lock; it wakes the indexer only when a lot has
+/// piled up. Otherwise the indexer comes by on its own every [`INDEX_INTERVAL`]: no wake-up on
+/// the append path, and sled sees larger batches.
+#[derive(Default)]
+pub(crate) struct IndexQueue {
+    pending: Mutex<PendingWork>,
+    ready: Condvar,
+    /// Set on close: stop between chunks rather than index the whole backlog first.
+    stopping: AtomicBool,
 }
 
+#[derive(Default)]
+struct PendingWork {
+    entries: Vec<IndexEntry>,
+    sparse: Vec<(u64, Location)>,
+    /// The latest copy of the id filter to save, and the position it covers.
+    filter: Option<(Box<IdFilter>, u64)>,
+}
+
+/// How often the indexer looks for work when not woken.
+const INDEX_INTERVAL: Duration = Duration::from_millis(20);
+/// Wake the indexer early once this many entries are waiting.
+const WAKE_AT: usize = 16_384;
 /// Entries applied to sled between checks for a stop request, so that closing a store with a
 /// large backlog does not wait for all of it.
 const APPLY_CHUNK: usize = 4096;
 
-/// The indexer thread: applies work in order until told to stop, then flushes sled.
+impl IndexQueue {
+    fn lock(&self) -> MutexGuard<'_, PendingWork> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues acknowledged events (and sparse read points) for indexing.
+    pub(crate) fn push(&self, entries: Vec<IndexEntry>, sparse: Vec<(u64, Location)>) {
+        let mut pending = self.lock();
+        pending.entries.extend(entries);
+        pending.sparse.extend(sparse);
+        if pending.entries.len() >= WAKE_AT {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Queues a copy of the id filter to save.
+    pub(crate) fn save_filter(&self, filter: Box<IdFilter>, covers_through: u64) {
+        self.lock().filter = Some((filter, covers_through));
+        self.ready.notify_one();
+    }
+
+    /// Asks the indexer to stop as soon as it can.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _guard = self.lock();
+        self.ready.notify_one();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Waits for work (or the interval) and takes everything pending.
+    fn take(&self) -> PendingWork {
+        let pending = self.lock();
+        let (mut pending, _) = self
+            .ready
+            .wait_timeout_while(pending, INDEX_INTERVAL, |p| {
+                p.entries.is_empty() && p.filter.is_none() && !self.is_stopping()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *pending)
+    }
+}
+
+/// The indexer thread: applies queued work in order until told to stop, then flushes sled.
 pub(crate) struct Indexer {
     pub index: Arc<Index>,
     pub tail: Arc<UnindexedTail>,
+    pub queue: Arc<IndexQueue>,
     /// Last position in sled, read by the writer to prune its own recent-id map.
     pub watermark: Arc<AtomicU64>,
     pub filter_path: PathBuf,
-    /// Set on close: stop between chunks rather than index the whole backlog first.
-    pub stop: Arc<AtomicBool>,
 }
 
 impl Indexer {
-    pub(crate) fn run(self, work: Receiver<IndexerWork>) {
+    pub(crate) fn run(self) {
         run_in_background();
-        let mut stopping = false;
-        while !stopping {
-            let first = match work.recv() {
-                Ok(w) => w,
-                Err(RecvError) => break,
-            };
-            // Take everything queued so sled sees larger runs of inserts.
-            let mut entries = Vec::new();
-            let mut sparse = Vec::new();
-            let mut filters = Vec::new();
-            for item in std::iter::once(first).chain(work.try_iter()) {
-                match item {
-                    IndexerWork::Entries(e, s) => {
-                        entries.extend(e);
-                        sparse.extend(s);
-                    }
-                    IndexerWork::SaveFilter(filter, covers) => filters.push((filter, covers)),
-                    IndexerWork::Stop => stopping = true,
-                }
-            }
-            for chunk in entries.chunks(APPLY_CHUNK) {
-                if stopping || self.stop.load(Ordering::Acquire) {
-                    stopping = true;
-                    break;
+        'work: while !self.queue.is_stopping() {
+            let work = self.queue.take();
+            for chunk in work.entries.chunks(APPLY_CHUNK) {
+                if self.queue.is_stopping() {
+                    break 'work;
                 }
                 let (first, last) = (chunk[0].position, chunk[chunk.len() - 1].position);
-                let points: Vec<_> = sparse
+                let points: Vec<_> = work
+                    .sparse
                     .iter()
                     .filter(|(p, _)| (first..=last).contains(p))
                     .copied()
@@ -407,14 +448,13 @@ impl Indexer {
                     // indexed; the committer's backlog bound eventually holds appends; a reopen
                     // catches the index up from the segments.
                     error!(error = %e, "index update failed; indexing stops until the store is reopened");
-                    stopping = true;
-                    break;
+                    break 'work;
                 }
                 self.watermark.store(last, Ordering::Release);
                 self.tail.drop_through(last);
                 debug!(watermark = last, indexed = chunk.len(), "indexed");
             }
-            for (filter, covers) in filters {
+            if let Some((filter, covers)) = work.filter {
                 if let Err(e) = filter.save(&self.filter_path, covers) {
                     warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
                 }

@@ -21,18 +21,17 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
+use self::committer::Committer;
 use self::format::{SEGMENT_HEADER_LEN, SegmentHeader, TailVerdict, classify_tail};
 use self::fs::{LogFs, OsFs, read_full_at};
 use self::id_filter::IdFilter;
-use self::committer::Committer;
-use self::index::{Index, IndexEntry, Indexer, IndexerWork, UnindexedTail};
+use self::index::{Index, IndexEntry, IndexQueue, Indexer, UnindexedTail};
 use self::segments::{
     FrameReader, Location, SPARSE_EVERY, Segment, SegmentSet, parse_segment_name,
     segment_index_for, segment_name,
@@ -76,9 +75,9 @@ pub struct EmbeddedStore {
 struct Inner {
     reader: Reader,
     committer: Arc<Committer>,
-    /// Wakes the indexer to notice `stop_indexer`.
-    indexer_work: Sender<IndexerWork>,
-    stop_indexer: Arc<AtomicBool>,
+    index_queue: Arc<IndexQueue>,
+    /// Last position the indexer has put in sled.
+    indexed_watermark: Arc<AtomicU64>,
     filter_path: PathBuf,
     /// Writer and indexer threads, joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -153,14 +152,13 @@ impl EmbeddedStore {
         let tail = Arc::new(UnindexedTail::default());
         let watermark = Arc::new(AtomicU64::new(tip.last_position.0));
         let stats = Arc::new(WriterStats::default());
-        let stop_indexer = Arc::new(AtomicBool::new(false));
-        let (work_tx, work_rx) = mpsc::channel();
+        let index_queue = Arc::new(IndexQueue::default());
         let indexer = Indexer {
             index: index.clone(),
             tail: tail.clone(),
+            queue: index_queue.clone(),
             watermark: watermark.clone(),
             filter_path: filter_path.clone(),
-            stop: stop_indexer.clone(),
         };
         let active = segments
             .snapshot()
@@ -177,8 +175,8 @@ impl EmbeddedStore {
             index: index.clone(),
             tail: tail.clone(),
             filter,
-            indexer: work_tx.clone(),
-            indexed_watermark: watermark,
+            index_queue: index_queue.clone(),
+            indexed_watermark: watermark.clone(),
             head: head_tx,
             stats: stats.clone(),
         });
@@ -190,7 +188,7 @@ impl EmbeddedStore {
                 .spawn(f)
                 .map_err(|e| StoreError::io("spawn thread", name, e))
         };
-        let indexer_thread = spawn("ledgerstack-indexer", Box::new(move || indexer.run(work_rx)))?;
+        let indexer_thread = spawn("ledgerstack-indexer", Box::new(move || indexer.run()))?;
         let writer_committer = committer.clone();
         let writer_thread = spawn(
             "ledgerstack-writer",
@@ -205,8 +203,8 @@ impl EmbeddedStore {
                     head: head_rx,
                 },
                 committer,
-                indexer_work: work_tx,
-                stop_indexer,
+                index_queue,
+                indexed_watermark: watermark,
                 filter_path,
                 threads: Mutex::new(vec![writer_thread, indexer_thread]),
                 closed: AtomicBool::new(false),
@@ -220,6 +218,15 @@ impl EmbeddedStore {
     /// appends fail with [`StoreError::Closed`] and subscriptions end. Blocking.
     pub fn close(&self) {
         self.inner.shutdown();
+    }
+
+    /// Acknowledged events the background indexer has not put in sled yet. Reads never wait for
+    /// it (an in-memory overlay covers them); it only says how far behind the cache is.
+    pub fn index_backlog(&self) -> u64 {
+        writer::index_backlog(
+            self.inner.reader.head.borrow().0,
+            &self.inner.indexed_watermark,
+        )
     }
 
     /// Group-commit counters (fsyncs, events, appends) since open.
@@ -240,8 +247,7 @@ impl Inner {
         // Commit what is queued, refuse the rest, end subscriptions, save the id filter; then
         // stop the indexer where it is (the next open catches the index up from the log).
         self.committer.close(&self.filter_path);
-        self.stop_indexer.store(true, Ordering::Release);
-        let _ = self.indexer_work.send(IndexerWork::Stop);
+        self.index_queue.stop();
         let threads: Vec<_> = lock(&self.threads).drain(..).collect();
         for thread in threads {
             if thread.join().is_err() {

@@ -10,7 +10,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info};
@@ -19,7 +18,7 @@ use uuid::Uuid;
 use super::format::{self, SEGMENT_HEADER_LEN, SegmentHeader, encode_frame, mark_commit};
 use super::fs::LogFs;
 use super::id_filter::IdFilter;
-use super::index::{Index, IndexEntry, IndexerWork, UnindexedTail};
+use super::index::{Index, IndexEntry, IndexQueue, UnindexedTail};
 use super::segments::{Location, SPARSE_EVERY, Segment, SegmentSet, segment_name};
 use crate::clock::Clock;
 use crate::event::{Position, StreamId};
@@ -127,7 +126,7 @@ pub(crate) struct WriterSetup {
     pub index: Arc<Index>,
     pub tail: Arc<UnindexedTail>,
     pub filter: IdFilter,
-    pub indexer: Sender<IndexerWork>,
+    pub index_queue: Arc<IndexQueue>,
     /// Last position in sled, published by the indexer.
     pub indexed_watermark: Arc<AtomicU64>,
     /// The committed head, for readers and subscribers.
@@ -146,7 +145,7 @@ pub(crate) struct Writer {
     tip: ChainTip,
     clock: Arc<dyn Clock>,
     tail: Arc<UnindexedTail>,
-    indexer: Sender<IndexerWork>,
+    index_queue: Arc<IndexQueue>,
     indexed_watermark: Arc<AtomicU64>,
     /// Dropped on close, which ends every subscription.
     head: Option<watch::Sender<Position>>,
@@ -188,7 +187,7 @@ impl Writer {
             tip: setup.tip,
             clock: setup.clock,
             tail: setup.tail,
-            indexer: setup.indexer,
+            index_queue: setup.index_queue,
             indexed_watermark: setup.indexed_watermark,
             head: Some(setup.head),
             stats: setup.stats,
@@ -201,15 +200,21 @@ impl Writer {
 
     /// Events acknowledged but not yet in sled.
     pub(crate) fn unindexed(&self) -> u64 {
-        self.synced_through
-            .saturating_sub(self.indexed_watermark.load(Ordering::Acquire))
+        index_backlog(self.synced_through, &self.indexed_watermark)
     }
 
     /// Ends every subscription (they see the store closed).
     pub(crate) fn end_subscriptions(&mut self) {
         self.head = None;
     }
+}
 
+/// Acknowledged events not yet in sled, given the acknowledged head and the index watermark.
+pub(crate) fn index_backlog(acknowledged: u64, watermark: &AtomicU64) -> u64 {
+    acknowledged.saturating_sub(watermark.load(Ordering::Acquire))
+}
+
+impl Writer {
     /// Saves the id filter, covering everything acknowledged, for the next open.
     pub(crate) fn save_filter(&self, path: &std::path::Path) {
         if self.poisoned {
@@ -365,9 +370,7 @@ impl Writer {
         }
         self.active.set_committed_len(self.active_len);
         self.tail.add(&written.entries);
-        let _ = self
-            .indexer
-            .send(IndexerWork::Entries(written.entries, written.sparse));
+        self.index_queue.push(written.entries, written.sparse);
         if let Some(head) = &self.head {
             head.send_replace(Position(self.synced_through));
         }
@@ -396,10 +399,8 @@ impl Writer {
         self.active_len = SEGMENT_HEADER_LEN;
         info!(segment = %name, "log rolled over to a new segment");
         // Save the id filter now and then, so a reopen after a crash scans little of the log.
-        let _ = self.indexer.send(IndexerWork::SaveFilter(
-            Box::new(self.view.filter.clone()),
-            self.synced_through,
-        ));
+        self.index_queue
+            .save_filter(Box::new(self.view.filter.clone()), self.synced_through);
         Ok(())
     }
 }
