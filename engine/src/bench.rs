@@ -9,13 +9,21 @@
 //! - Baseline B, the read limit: a sequential read of the segment files. Replay (`read_all` plus
 //!   decoding every event, through the `EventStore` trait) should be within 3× of it.
 //!
-//! After measuring, the bench reads the log back and verifies the hash chain, so a fast but wrong
-//! build cannot report numbers.
+//! The machines are noisy (the fsync rate of the same disk drifts by tens of percent within a
+//! minute), so the figures compared with each other are measured interleaved: every round runs
+//! each append figure for one short slice, alternating the order from round to round, and sums
+//! per figure. Between slices the bench waits (untimed) for the store's background indexer to
+//! drain, so one figure's deferred work does not land in another's slice; the indexer's own
+//! sustained rate is reported separately. Replay and the raw read alternate the same way.
+//!
+//! After measuring, the bench reads every log back and verifies the hash chain, so a fast but
+//! wrong build cannot report numbers.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -31,8 +39,10 @@ use crate::store::{EventStore, ExpectedVersion, StoreError};
 pub struct AppendBenchConfig {
     /// A scratch directory on the disk to measure (emptied first, left with the logs).
     pub dir: PathBuf,
-    /// How long each timed append phase runs.
-    pub phase: Duration,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// How long each figure runs in each round.
+    pub slice: Duration,
     /// Concurrency levels for single-event appends (the first is the reference for ratios).
     pub appenders: Vec<usize>,
     /// Events per call in the batched phase.
@@ -91,10 +101,14 @@ pub struct AppendBenchReport {
     pub batched: Figure,
     /// Baseline B: sequential read of the segment files, in event-equivalents.
     pub raw_read: Figure,
-    /// Bytes in the segment files read by both read figures.
+    /// Bytes in the segment files of the replay log.
     pub log_bytes: u64,
+    /// Events in the replay log.
+    pub log_events: u64,
     /// `read_all` + decode of the whole log.
     pub replay: Figure,
+    /// The background indexer catching up with the replay log (events put in sled per second).
+    pub indexing: Figure,
 }
 
 impl AppendBenchReport {
@@ -114,6 +128,11 @@ impl AppendBenchReport {
     /// How many times slower replay is than the raw read (target ≤ 3).
     pub fn replay_slowdown(&self) -> f64 {
         self.raw_read.rate() / self.replay.rate()
+    }
+
+    /// The raw read's throughput in bytes per second.
+    pub fn raw_read_bytes_per_second(&self) -> f64 {
+        self.raw_read.rate() * self.log_bytes as f64 / self.log_events.max(1) as f64
     }
 }
 
@@ -163,6 +182,13 @@ fn vm_stream(n: u64) -> StreamId {
     StreamId::new("vm", Uuid::from_u128(n as u128 + 1)).expect("\"vm\" is a valid category")
 }
 
+/// One of the interleaved append figures.
+enum Subject {
+    Raw(File),
+    Appenders(usize, EmbeddedStore),
+    Batched(EmbeddedStore),
+}
+
 /// Runs the whole append benchmark.
 pub async fn run_append_bench(
     config: &AppendBenchConfig,
@@ -172,52 +198,132 @@ pub async fn run_append_bench(
         std::fs::remove_dir_all(&config.dir).map_err(io_error("clear bench directory"))?;
     }
     std::fs::create_dir_all(&config.dir).map_err(io_error("create bench directory"))?;
-
     let record = sample_record(&config.dir.join("sample")).await?;
-    progress.phase("baseline: write + fdatasync loop", None);
-    let raw_fsync = raw_fsync_loop(&config.dir.join("raw-fsync.dat"), &record, config.phase)?;
-    progress.finish();
 
-    let mut appends = Vec::new();
+    let mut subjects = vec![Subject::Raw(
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(config.dir.join("raw-fsync.dat"))
+            .map_err(io_error("create raw fsync file"))?,
+    )];
     for &n in &config.appenders {
-        progress.phase(&format!("append: {n} concurrent appender(s)"), None);
         let dir = config.dir.join(format!("appenders-{n}"));
-        appends.push((n, timed_appends(&dir, n, config.phase).await?));
-        progress.finish();
+        subjects.push(Subject::Appenders(n, EmbeddedStore::open(&dir, EmbeddedOptions::default())?));
     }
+    subjects.push(Subject::Batched(EmbeddedStore::open(
+        config.dir.join("batched"),
+        EmbeddedOptions::default(),
+    )?));
+    let mut figures: Vec<Figure> = subjects
+        .iter()
+        .map(|subject| Figure {
+            name: match subject {
+                Subject::Raw(_) => "write + fdatasync loop".into(),
+                Subject::Appenders(n, _) => format!("{n} appender(s), 1 event per append"),
+                Subject::Batched(_) => format!("1 appender, {} events per append", config.batch_size),
+            },
+            events: 0,
+            elapsed: Duration::ZERO,
+            fsyncs: Some(0),
+        })
+        .collect();
 
-    progress.phase("append: batched", None);
-    let batched =
-        timed_batches(&config.dir.join("batched"), config.batch_size, config.phase).await?;
+    progress.phase("interleaved append rounds", Some(config.rounds as u64));
+    for round in 0..config.rounds {
+        let mut order: Vec<usize> = (0..subjects.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (events, elapsed, fsyncs) = match &mut subjects[i] {
+                Subject::Raw(file) => raw_fsync_slice(file, &record, config.slice)?,
+                Subject::Appenders(n, store) => append_slice(store, *n, 1, config.slice).await?,
+                Subject::Batched(store) => {
+                    append_slice(store, 1, config.batch_size, config.slice).await?
+                }
+            };
+            let figure = &mut figures[i];
+            figure.events += events;
+            figure.elapsed += elapsed;
+            figure.fsyncs = figure.fsyncs.map(|f| f + fsyncs);
+        }
+        progress.progress(round as u64 + 1);
+    }
+    progress.finish();
+    progress.phase("verifying the logs", None);
+    let mut raw_fsync = None;
+    let mut appends = Vec::new();
+    let mut batched = None;
+    for (subject, figure) in subjects.into_iter().zip(figures) {
+        match subject {
+            Subject::Raw(_) => raw_fsync = Some(figure),
+            Subject::Appenders(n, store) => {
+                verify_log(&store, figure.events).await?;
+                store.close();
+                appends.push((n, figure));
+            }
+            Subject::Batched(store) => {
+                verify_log(&store, figure.events).await?;
+                store.close();
+                batched = Some(figure);
+            }
+        }
+    }
     progress.finish();
 
     let replay_dir = config.dir.join("replay");
     progress.phase("build the replay log", Some(config.replay_events));
-    build_log(&replay_dir, config.replay_events, progress).await?;
+    let indexing = build_log(&replay_dir, config.replay_events, progress).await?;
     progress.finish();
-    progress.phase("baseline: sequential read of the segment files", None);
-    // Read once untimed so both read figures start from the same warm page cache.
-    raw_read(&log_dir(&replay_dir))?;
-    let (log_bytes, elapsed) = raw_read(&log_dir(&replay_dir))?;
-    let raw_read = Figure {
+    progress.phase("interleaved raw read and replay", Some(6));
+    let store = EmbeddedStore::open(&replay_dir, EmbeddedOptions::default())?;
+    raw_read(&log_dir(&replay_dir))?; // untimed: both start from the same warm page cache
+    let mut raw = Figure {
         name: "sequential read of segment files".into(),
-        events: config.replay_events,
-        elapsed,
+        events: 0,
+        elapsed: Duration::ZERO,
         fsyncs: None,
     };
-    progress.finish();
-    progress.phase("replay: read_all + decode", Some(config.replay_events));
-    let replay = replay(&replay_dir, config.replay_events, progress).await?;
+    let mut replay = Figure {
+        name: "read_all + decode through EventStore".into(),
+        events: 0,
+        elapsed: Duration::ZERO,
+        fsyncs: None,
+    };
+    let mut log_bytes = 0;
+    for round in 0..3 {
+        for step in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if step == 0 {
+                let (bytes, elapsed) = raw_read(&log_dir(&replay_dir))?;
+                log_bytes = bytes;
+                raw.events += config.replay_events;
+                raw.elapsed += elapsed;
+            } else {
+                replay.elapsed += replay_once(&store, config.replay_events).await?;
+                replay.events += config.replay_events;
+            }
+        }
+        progress.progress(2 * round as u64 + 2);
+    }
+    verify_log(&store, config.replay_events).await?;
+    store.close();
     progress.finish();
 
+    let missing = |what: &str| BenchError::Verification(format!("no {what} figure"));
+    let batched = batched.ok_or_else(|| missing("batched"))?;
+    let raw_fsync = raw_fsync.ok_or_else(|| missing("raw fsync"))?;
     Ok(AppendBenchReport {
         record_bytes: record.len(),
         raw_fsync,
         appends,
         batched,
-        raw_read,
+        raw_read: raw,
         log_bytes,
+        log_events: config.replay_events,
         replay,
+        indexing,
     })
 }
 
@@ -241,118 +347,89 @@ async fn sample_record(dir: &Path) -> Result<Vec<u8>, BenchError> {
     Ok(bytes[crate::store::embedded::SEGMENT_HEADER_BYTES as usize..].to_vec())
 }
 
-fn raw_fsync_loop(path: &Path, record: &[u8], phase: Duration) -> Result<Figure, BenchError> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)
-        .map_err(io_error("create raw fsync file"))?;
+/// One slice of the raw baseline: write + fdatasync of the record, in a loop.
+fn raw_fsync_slice(
+    file: &mut File,
+    record: &[u8],
+    slice: Duration,
+) -> Result<(u64, Duration, u64), BenchError> {
     let start = Instant::now();
     let mut events = 0;
-    while start.elapsed() < phase {
+    while start.elapsed() < slice {
         file.write_all(record).map_err(io_error("raw write"))?;
         file.sync_data().map_err(io_error("raw fdatasync"))?;
         events += 1;
     }
-    Ok(Figure {
-        name: "write + fdatasync loop".into(),
-        events,
-        elapsed: start.elapsed(),
-        fsyncs: Some(events),
-    })
+    Ok((events, start.elapsed(), events))
 }
 
-/// `appenders` tasks appending one event per call to their own streams for `phase`; then the
-/// log is read back and checked.
-async fn timed_appends(
-    dir: &Path,
+/// Appends `per_append` events per call to stream `n` until `deadline`; returns events.
+async fn append_until(
+    store: EmbeddedStore,
+    n: u64,
+    per_append: usize,
+    deadline: Instant,
+) -> Result<u64, StoreError> {
+    let stream = vm_stream(n);
+    let mut done = 0u64;
+    while Instant::now() < deadline {
+        let events = (0..per_append)
+            .map(|_| vm_start(Uuid::from_u128(n as u128)))
+            .collect();
+        store.append(&stream, ExpectedVersion::Any, events).await?;
+        done += per_append as u64;
+    }
+    Ok(done)
+}
+
+/// One slice of `appenders` appenders appending `per_append` events per call to their own
+/// streams; then waits (untimed) until the store's index has caught up. Returns events, time,
+/// fsyncs.
+///
+/// A single appender runs on the bench's own task, as the raw fsync loop does: which CPU a
+/// thread waiting in fdatasync sits on matters a lot on virtual machines (the disk's completion
+/// interrupt goes to one CPU), so the two sides of the comparison must run in the same context.
+async fn append_slice(
+    store: &EmbeddedStore,
     appenders: usize,
-    phase: Duration,
-) -> Result<Figure, BenchError> {
-    let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
-    let fsyncs_before = store
-        .stats()
-        .fsyncs
-        .load(std::sync::atomic::Ordering::Relaxed);
+    per_append: usize,
+    slice: Duration,
+) -> Result<(u64, Duration, u64), BenchError> {
+    let fsyncs_before = store.stats().fsyncs.load(Ordering::Relaxed);
     let start = Instant::now();
-    let deadline = start + phase;
-    let mut tasks = Vec::new();
-    for a in 0..appenders {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = vm_stream(a as u64);
-            let mut done = 0u64;
-            while Instant::now() < deadline {
-                store
-                    .append(
-                        &stream,
-                        ExpectedVersion::Any,
-                        vec![vm_start(Uuid::from_u128(a as u128))],
-                    )
-                    .await?;
-                done += 1;
-            }
-            Ok::<u64, StoreError>(done)
-        }));
-    }
-    let mut events = 0;
-    for task in tasks {
-        events += task
-            .await
-            .map_err(|e| BenchError::Verification(format!("appender task failed: {e}")))??;
-    }
+    let deadline = start + slice;
+    let events = if appenders == 1 {
+        append_until(store.clone(), 0, per_append, deadline).await?
+    } else {
+        let tasks: Vec<_> = (0..appenders)
+            .map(|a| tokio::spawn(append_until(store.clone(), a as u64, per_append, deadline)))
+            .collect();
+        let mut events = 0;
+        for task in tasks {
+            events += task
+                .await
+                .map_err(|e| BenchError::Verification(format!("appender task failed: {e}")))??;
+        }
+        events
+    };
     let elapsed = start.elapsed();
-    let fsyncs = store
-        .stats()
-        .fsyncs
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - fsyncs_before;
-    verify_log(&store, events).await?;
-    store.close();
-    Ok(Figure {
-        name: format!("{appenders} appender(s), 1 event per append"),
-        events,
-        elapsed,
-        fsyncs: Some(fsyncs),
-    })
+    let fsyncs = store.stats().fsyncs.load(Ordering::Relaxed) - fsyncs_before;
+    while store.index_backlog() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((events, elapsed, fsyncs))
 }
 
-async fn timed_batches(dir: &Path, batch: usize, phase: Duration) -> Result<Figure, BenchError> {
-    let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
-    let stream = vm_stream(0);
-    let start = Instant::now();
-    let mut events = 0u64;
-    while start.elapsed() < phase {
-        let events_in_call = (0..batch).map(|_| vm_start(Uuid::nil())).collect();
-        store
-            .append(&stream, ExpectedVersion::Any, events_in_call)
-            .await?;
-        events += batch as u64;
-    }
-    let elapsed = start.elapsed();
-    let fsyncs = store
-        .stats()
-        .fsyncs
-        .load(std::sync::atomic::Ordering::Relaxed);
-    verify_log(&store, events).await?;
-    store.close();
-    Ok(Figure {
-        name: format!("1 appender, {batch} events per append"),
-        events,
-        elapsed,
-        fsyncs: Some(fsyncs),
-    })
-}
-
-/// Fills a log with `events` events from 16 concurrent batching appenders.
+/// Fills a log with `events` events from 16 concurrent batching appenders; returns how fast the
+/// background indexer put them in sled (from the first append until its backlog is empty).
 async fn build_log(
     dir: &Path,
     events: u64,
     progress: &dyn BenchProgress,
-) -> Result<(), BenchError> {
+) -> Result<Figure, BenchError> {
+    let start = Instant::now();
     let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
-    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
     let per_task = events.div_ceil(16);
     let mut tasks = Vec::new();
     for t in 0..16u64 {
@@ -370,22 +447,51 @@ async fn build_log(
                     .append(&vm_stream(t), ExpectedVersion::Any, batch)
                     .await?;
                 left -= n;
-                written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                written.fetch_add(n, Ordering::Relaxed);
             }
             Ok::<(), StoreError>(())
         }));
     }
     for task in tasks {
         while !task.is_finished() {
-            progress.progress(written.load(std::sync::atomic::Ordering::Relaxed));
+            progress.progress(written.load(Ordering::Relaxed));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         task.await
             .map_err(|e| BenchError::Verification(format!("writer task failed: {e}")))??;
     }
     progress.progress(events);
+    while store.index_backlog() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let indexing = Figure {
+        name: "background indexing into sled".into(),
+        events,
+        elapsed: start.elapsed(),
+        fsyncs: None,
+    };
     store.close();
-    Ok(())
+    Ok(indexing)
+}
+
+/// Reads the whole log once through `EventStore::read_all`, decoding every event.
+async fn replay_once(store: &EmbeddedStore, expected: u64) -> Result<Duration, BenchError> {
+    let start = Instant::now();
+    let mut next = Position::START;
+    let mut events = 0u64;
+    loop {
+        let batch = store.read_all(next, 8192).await?;
+        let Some(last) = batch.last() else { break };
+        next = last.envelope.position.next();
+        events += batch.len() as u64;
+    }
+    let elapsed = start.elapsed();
+    if events != expected {
+        return Err(BenchError::Verification(format!(
+            "replay read {events} events, {expected} were appended"
+        )));
+    }
+    Ok(elapsed)
 }
 
 /// Reads every segment file start to end in 1 MiB reads; returns bytes read and time taken.
@@ -410,39 +516,6 @@ fn raw_read(log: &Path) -> Result<(u64, Duration), BenchError> {
         }
     }
     Ok((bytes, start.elapsed()))
-}
-
-/// Reads the whole log through `EventStore::read_all`, decoding every event; then verifies it.
-async fn replay(
-    dir: &Path,
-    expected: u64,
-    progress: &dyn BenchProgress,
-) -> Result<Figure, BenchError> {
-    let store = EmbeddedStore::open(dir, EmbeddedOptions::default())?;
-    let start = Instant::now();
-    let mut next = Position::START;
-    let mut events = 0u64;
-    loop {
-        let batch = store.read_all(next, 8192).await?;
-        let Some(last) = batch.last() else { break };
-        next = last.envelope.position.next();
-        events += batch.len() as u64;
-        progress.progress(events);
-    }
-    let elapsed = start.elapsed();
-    if events != expected {
-        return Err(BenchError::Verification(format!(
-            "replay read {events} events, {expected} were appended"
-        )));
-    }
-    verify_log(&store, expected).await?;
-    store.close();
-    Ok(Figure {
-        name: "read_all + decode through EventStore".into(),
-        events,
-        elapsed,
-        fsyncs: None,
-    })
 }
 
 /// Reads the log back (untimed) and checks its length and hash chain.

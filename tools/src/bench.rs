@@ -23,9 +23,12 @@ pub(crate) struct AppendArgs {
     /// Scratch directory on the disk to measure (emptied first).
     #[arg(long, default_value = "ledgerstack-bench")]
     dir: PathBuf,
-    /// Seconds each timed append phase runs.
-    #[arg(long, default_value_t = 3.0)]
-    seconds: f64,
+    /// Interleaved rounds: each runs every append figure for one slice.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Seconds each figure runs per round.
+    #[arg(long, default_value_t = 0.5)]
+    slice: f64,
     /// Concurrency levels for single-event appends (must include 1, the reference).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     appenders: Vec<usize>,
@@ -96,12 +99,14 @@ async fn append(args: AppendArgs) -> Result<()> {
         args.appenders.contains(&1),
         "--appenders must include 1: the other levels are reported against it"
     );
-    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    anyhow::ensure!(args.slice > 0.0, "--slice must be positive");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be positive");
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
     anyhow::ensure!(args.replay_events > 0, "--replay-events must be positive");
     let config = AppendBenchConfig {
         dir: args.dir.clone(),
-        phase: Duration::from_secs_f64(args.seconds),
+        rounds: args.rounds,
+        slice: Duration::from_secs_f64(args.slice),
         appenders: args.appenders,
         batch_size: args.batch_size,
         replay_events: args.replay_events,
@@ -140,6 +145,7 @@ fn report_json(r: &AppendBenchReport) -> serde_json::Value {
         "raw_read": figure_json(&r.raw_read),
         "log_bytes": r.log_bytes,
         "replay": figure_json(&r.replay),
+        "indexing": figure_json(&r.indexing),
         "ratios": {
             "single_appender_vs_raw_fsync": r.single_vs_raw(),
             "concurrency_speedup": r.concurrency_speedup().map(|(n, x)| serde_json::json!({"appenders": n, "speedup": x})),
@@ -210,7 +216,7 @@ fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
     row(
         &format!(
             "B: sequential read ({:.0} MB/s, baseline)",
-            r.log_bytes as f64 / 1e6 / r.raw_read.elapsed.as_secs_f64().max(1e-9)
+            r.raw_read_bytes_per_second() / 1e6
         ),
         &r.raw_read,
         "1.00 × B".into(),
@@ -219,6 +225,11 @@ fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
         "replay: read_all + decode",
         &r.replay,
         format!("1/{:.2} of B", r.replay_slowdown()),
+    );
+    row(
+        "background indexing into sled (no target)",
+        &r.indexing,
+        "-".into(),
     );
     println!();
     if let Some(x) = r.single_vs_raw() {
