@@ -6,8 +6,11 @@
 //! - Appends of one event by 1, 8 and 64 concurrent appenders, with the mean events per fsync
 //!   (group commit at work). 64 appenders should reach at least 20× one appender.
 //! - Batched appends (many events per call) by one appender.
-//! - Baseline B, the read limit: a sequential read of the segment files. Replay (`read_all` plus
-//!   decoding every event, through the `EventStore` trait) should be within 3× of it.
+//! - Baseline B, the read limit: a sequential read of the segment files from the disk (their
+//!   pages evicted from the page cache first, as after a restart). Replay (`read_all` plus
+//!   decoding every event, through the `EventStore` trait, also from the disk) should be within
+//!   3× of it. The same pair is also reported with the files already in the page cache, where the
+//!   baseline is a memory copy.
 //!
 //! The machines are noisy (the fsync rate of the same disk drifts by tens of percent within a
 //! minute), so the figures compared with each other are measured interleaved: every round runs
@@ -99,14 +102,18 @@ pub struct AppendBenchReport {
     pub appends: Vec<(usize, Figure)>,
     /// Batched appends by one appender.
     pub batched: Figure,
-    /// Baseline B: sequential read of the segment files, in event-equivalents.
+    /// Baseline B: sequential read of the segment files from the disk, in event-equivalents.
     pub raw_read: Figure,
+    /// The same read with the files in the page cache.
+    pub raw_read_warm: Figure,
     /// Bytes in the segment files of the replay log.
     pub log_bytes: u64,
     /// Events in the replay log.
     pub log_events: u64,
-    /// `read_all` + decode of the whole log.
+    /// `read_all` + decode of the whole log, from the disk.
     pub replay: Figure,
+    /// The same replay with the files in the page cache.
+    pub replay_warm: Figure,
     /// The background indexer catching up with the replay log (events put in sled per second).
     pub indexing: Figure,
 }
@@ -130,9 +137,15 @@ impl AppendBenchReport {
         self.raw_read.rate() / self.replay.rate()
     }
 
-    /// The raw read's throughput in bytes per second.
-    pub fn raw_read_bytes_per_second(&self) -> f64 {
-        self.raw_read.rate() * self.log_bytes as f64 / self.log_events.max(1) as f64
+    /// Bytes per second of a read figure of the replay log.
+    pub fn bytes_per_second(&self, read: &Figure) -> f64 {
+        read.rate() * self.log_bytes as f64 / self.log_events.max(1) as f64
+    }
+
+    /// How many times slower replay is than the raw read with both in the page cache (no
+    /// target: the baseline is then a memory copy).
+    pub fn warm_replay_slowdown(&self) -> f64 {
+        self.raw_read_warm.rate() / self.replay_warm.rate()
     }
 }
 
@@ -210,7 +223,10 @@ pub async fn run_append_bench(
     )];
     for &n in &config.appenders {
         let dir = config.dir.join(format!("appenders-{n}"));
-        subjects.push(Subject::Appenders(n, EmbeddedStore::open(&dir, EmbeddedOptions::default())?));
+        subjects.push(Subject::Appenders(
+            n,
+            EmbeddedStore::open(&dir, EmbeddedOptions::default())?,
+        ));
     }
     subjects.push(Subject::Batched(EmbeddedStore::open(
         config.dir.join("batched"),
@@ -222,7 +238,9 @@ pub async fn run_append_bench(
             name: match subject {
                 Subject::Raw(_) => "write + fdatasync loop".into(),
                 Subject::Appenders(n, _) => format!("{n} appender(s), 1 event per append"),
-                Subject::Batched(_) => format!("1 appender, {} events per append", config.batch_size),
+                Subject::Batched(_) => {
+                    format!("1 appender, {} events per append", config.batch_size)
+                }
             },
             events: 0,
             elapsed: Duration::ZERO,
@@ -277,32 +295,40 @@ pub async fn run_append_bench(
     progress.phase("build the replay log", Some(config.replay_events));
     let indexing = build_log(&replay_dir, config.replay_events, progress).await?;
     progress.finish();
-    progress.phase("interleaved raw read and replay", Some(6));
+    progress.phase("interleaved raw read and replay", Some(12));
     let store = EmbeddedStore::open(&replay_dir, EmbeddedOptions::default())?;
-    raw_read(&log_dir(&replay_dir))?; // untimed: both start from the same warm page cache
-    let mut raw = Figure {
-        name: "sequential read of segment files".into(),
+    let figure = |name: &str| Figure {
+        name: name.into(),
         events: 0,
         elapsed: Duration::ZERO,
         fsyncs: None,
     };
-    let mut replay = Figure {
-        name: "read_all + decode through EventStore".into(),
-        events: 0,
-        elapsed: Duration::ZERO,
-        fsyncs: None,
-    };
+    let mut raw = figure("sequential read of segment files, from disk");
+    let mut replay = figure("read_all + decode through EventStore, from disk");
+    let mut raw_warm = figure("sequential read of segment files, page cache");
+    let mut replay_warm = figure("read_all + decode through EventStore, page cache");
     let mut log_bytes = 0;
-    for round in 0..3 {
+    let log = log_dir(&replay_dir);
+    for round in 0..6 {
+        // Rounds 0-2 read from the disk, 3-5 from the page cache; the order alternates.
+        let cold = round < 3;
         for step in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if step == 0 {
-                let (bytes, elapsed) = raw_read(&log_dir(&replay_dir))?;
-                log_bytes = bytes;
-                raw.events += config.replay_events;
-                raw.elapsed += elapsed;
+            if cold {
+                evict_from_page_cache(&log)?;
             } else {
-                replay.elapsed += replay_once(&store, config.replay_events).await?;
-                replay.events += config.replay_events;
+                raw_read(&log)?; // make sure every page is cached
+            }
+            if step == 0 {
+                let (bytes, elapsed) = raw_read(&log)?;
+                log_bytes = bytes;
+                let target = if cold { &mut raw } else { &mut raw_warm };
+                target.events += config.replay_events;
+                target.elapsed += elapsed;
+            } else {
+                let elapsed = replay_once(&store, config.replay_events).await?;
+                let target = if cold { &mut replay } else { &mut replay_warm };
+                target.events += config.replay_events;
+                target.elapsed += elapsed;
             }
         }
         progress.progress(2 * round as u64 + 2);
@@ -320,6 +346,8 @@ pub async fn run_append_bench(
         appends,
         batched,
         raw_read: raw,
+        raw_read_warm: raw_warm,
+        replay_warm,
         log_bytes,
         log_events: config.replay_events,
         replay,
@@ -494,14 +522,29 @@ async fn replay_once(store: &EmbeddedStore, expected: u64) -> Result<Duration, B
     Ok(elapsed)
 }
 
-/// Reads every segment file start to end in 1 MiB reads; returns bytes read and time taken.
-fn raw_read(log: &Path) -> Result<(u64, Duration), BenchError> {
+/// Drops the segment files' pages from the page cache, so the next read comes from the disk.
+fn evict_from_page_cache(log: &Path) -> Result<(), BenchError> {
+    for path in segment_files(log)? {
+        let file = File::open(&path).map_err(io_error("open segment"))?;
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+            .map_err(|e| BenchError::Io("evict segment from page cache".into(), e.into()))?;
+    }
+    Ok(())
+}
+
+fn segment_files(log: &Path) -> Result<Vec<PathBuf>, BenchError> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(log)
         .map_err(io_error("list segments"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segments.sort();
+    Ok(segments)
+}
+
+/// Reads every segment file start to end in 1 MiB reads; returns bytes read and time taken.
+fn raw_read(log: &Path) -> Result<(u64, Duration), BenchError> {
+    let segments = segment_files(log)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
     let start = Instant::now();

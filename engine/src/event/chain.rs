@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn a_changed_payload_breaks_the_next_link() {
         let mut events = samples::recorded_events();
-        if let crate::event::EventBody::Vm(crate::event::VmEvent::Create(c)) = &mut events[0].body {
+        if let crate::event::EventBody::Vm(crate::event::VmEvent::Create(c)) = &mut *events[0].body
+        {
             c.vm.memory += 1;
         }
         let err = verify(&events).unwrap_err();

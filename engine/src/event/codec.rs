@@ -4,16 +4,16 @@
 //! through these two functions, so moving to another codec is one module plus a format version
 //! bump, and the golden-bytes tests catch any silent change.
 
-use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use bincode::config::{self, Configuration, LittleEndian, NoLimit, Varint};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::CodecError;
 
-/// Little-endian varints, and a cap on what one value may claim to allocate, so that a damaged
-/// length prefix is an error instead of an out-of-memory abort.
-const BINCODE: Configuration<LittleEndian, Varint, Limit<{ 16 * 1024 * 1024 }>> =
-    config::standard().with_limit::<{ 16 * 1024 * 1024 }>();
+/// Little-endian varints. No byte limit is configured: values are only ever decoded from a
+/// slice, so every length prefix is checked against the bytes actually there (a damaged prefix
+/// is an error, never a huge allocation), and a limit only added bookkeeping to every read.
+const BINCODE: Configuration<LittleEndian, Varint, NoLimit> = config::standard();
 
 /// Appends the binary form of `value` to `out`.
 pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {

@@ -262,18 +262,31 @@ impl Serialize for ChainHash {
         if serializer.is_human_readable() {
             serializer.serialize_str(&self.to_hex())
         } else {
-            self.0.serialize(serializer)
+            // One byte string, not a 32-element tuple: decoding it is a single copy.
+            serializer.serialize_bytes(&self.0)
         }
     }
 }
 
 impl<'de> Deserialize<'de> for ChainHash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl de::Visitor<'_> for BytesVisitor {
+            type Value = ChainHash;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("32 bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ChainHash, E> {
+                <[u8; 32]>::try_from(v)
+                    .map(ChainHash)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
         if deserializer.is_human_readable() {
             let text = CompactString::deserialize(deserializer)?;
             text.parse().map_err(de::Error::custom)
         } else {
-            <[u8; 32]>::deserialize(deserializer).map(ChainHash)
+            deserializer.deserialize_bytes(BytesVisitor)
         }
     }
 }
@@ -314,8 +327,9 @@ pub struct Envelope {
 pub struct RecordedEvent {
     /// Identity, place and provenance.
     pub envelope: Envelope,
-    /// What happened.
-    pub body: EventBody,
+    /// What happened. Boxed so that an event is small to move: replay decodes and moves
+    /// millions of them, and the largest payloads are hundreds of bytes.
+    pub body: Box<EventBody>,
 }
 
 /// An event proposed for appending; the store assigns its position, version, recorded-at and

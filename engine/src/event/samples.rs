@@ -1043,7 +1043,7 @@ pub(crate) fn recorded_events() -> Vec<RecordedEvent> {
                     schema: body.schema(),
                     prev_hash,
                 },
-                body,
+                body: Box::new(body),
             };
             prev_hash = event.chain_hash().expect("samples encode");
             event

@@ -66,7 +66,7 @@ impl SequencerView for Log {
             self.stored.push(event.stored());
             self.events.push(RecordedEvent {
                 envelope: event.envelope.clone(),
-                body: event.prepared.new.body.clone(),
+                body: Box::new(event.prepared.new.body.clone()),
             });
         }
     }

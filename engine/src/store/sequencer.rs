@@ -4,6 +4,8 @@
 //! version, recorded-at and the previous hash) is the same whether events then go to memory or
 //! to segment files, so it lives here once and the backends only say how to look things up.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::{AppendOutcome, ExpectedVersion, StoreError};
@@ -27,8 +29,9 @@ pub(crate) struct PreparedEvent {
     pub event_type: EventType,
     /// Its family's schema version.
     pub schema: u16,
-    /// Binary payload (what the log stores after the envelope).
-    pub payload: Vec<u8>,
+    /// Binary payload (what the log stores after the envelope); shared, not copied, with the
+    /// writer's memory of recent events.
+    pub payload: Arc<[u8]>,
     /// Canonical JSON of the payload (what the chain hash covers).
     pub data_json: String,
 }
@@ -64,7 +67,7 @@ pub(crate) fn prepare(
                 event_type: new.body.event_type(),
                 schema: new.body.schema(),
                 new,
-                payload,
+                payload: payload.into(),
                 data_json,
             })
         })
@@ -83,7 +86,7 @@ pub(crate) struct StoredEvent {
     /// Its type.
     pub event_type: EventType,
     /// Its binary payload.
-    pub payload: Vec<u8>,
+    pub payload: Arc<[u8]>,
     /// When it happened.
     pub occurred_at: Timestamp,
     /// Who caused it.

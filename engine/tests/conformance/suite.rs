@@ -59,7 +59,7 @@ pub fn event(label: &str) -> NewEvent {
 }
 
 pub fn label(e: &RecordedEvent) -> String {
-    match &e.body {
+    match &*e.body {
         EventBody::Alert(AlertEvent::Raise(a)) => a.description.clone(),
         other => panic!("unexpected event {other:?}"),
     }

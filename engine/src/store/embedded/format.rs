@@ -386,7 +386,7 @@ pub(crate) fn decode_event(body: &[u8]) -> Result<RecordedEvent, CodecError> {
     let body = EventBody::decode_payload(event_type, stored.schema, payload)?;
     Ok(RecordedEvent {
         envelope: stored.into_envelope(),
-        body,
+        body: Box::new(body),
     })
 }
 
@@ -398,7 +398,7 @@ pub(crate) fn decode_stored(body: &[u8]) -> Result<StoredEvent, CodecError> {
         position: Position(stored.position),
         stream: stored.stream,
         version: stored.version,
-        payload: payload.to_vec(),
+        payload: payload.into(),
         occurred_at: stored.occurred_at,
         actor: stored.actor,
         correlation_id: stored.correlation_id,

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, error, warn};
 use uuid::Uuid;
@@ -111,7 +111,8 @@ impl Index {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput);
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None);
         let db = match config.open() {
             Ok(db) => db,
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -345,9 +346,12 @@ impl UnindexedTail {
 
 /// Work handed from the writer to the indexer thread.
 ///
-/// The writer only appends to it under a short lock; it wakes the indexer only when a lot has
-/// piled up. Otherwise the indexer comes by on its own every [`INDEX_INTERVAL`]: no wake-up on
-/// the append path, and sled sees larger batches.
+/// Indexing is deferred work, and it waits for a quiet moment: sled's CPU and disk traffic
+/// measurably slow the fsyncs that appends wait for (it runs exactly when an appender's CPU is
+/// idle, during its fsync). So the indexer applies a chunk only when no commit has happened for
+/// [`QUIET`], or when [`DEFER_LIMIT`] entries are waiting (then it indexes while appends go on);
+/// the committer's own bound on the backlog caps how far behind it can fall. The writer never
+/// wakes the indexer: it only appends to the queue under a short lock.
 #[derive(Default)]
 pub(crate) struct IndexQueue {
     pending: Mutex<PendingWork>,
@@ -358,18 +362,20 @@ pub(crate) struct IndexQueue {
 
 #[derive(Default)]
 struct PendingWork {
-    entries: Vec<IndexEntry>,
-    sparse: Vec<(u64, Location)>,
+    entries: VecDeque<IndexEntry>,
+    sparse: VecDeque<(u64, Location)>,
     /// The latest copy of the id filter to save, and the position it covers.
     filter: Option<(Box<IdFilter>, u64)>,
+    /// When the writer last queued entries (a commit happened).
+    last_push: Option<Instant>,
 }
 
-/// How often the indexer looks for work when not woken.
-const INDEX_INTERVAL: Duration = Duration::from_millis(20);
-/// Wake the indexer early once this many entries are waiting.
-const WAKE_AT: usize = 16_384;
-/// Entries applied to sled between checks for a stop request, so that closing a store with a
-/// large backlog does not wait for all of it.
+/// Appends are considered over once no commit happened for this long.
+const QUIET: Duration = Duration::from_millis(10);
+/// Beyond this many waiting entries the indexer stops waiting for quiet.
+const DEFER_LIMIT: usize = 100_000;
+/// Entries applied to sled at a time; between chunks the indexer checks again for quiet and for
+/// a stop request, so it yields to appends and closes promptly.
 const APPLY_CHUNK: usize = 4096;
 
 impl IndexQueue {
@@ -382,9 +388,7 @@ impl IndexQueue {
         let mut pending = self.lock();
         pending.entries.extend(entries);
         pending.sparse.extend(sparse);
-        if pending.entries.len() >= WAKE_AT {
-            self.ready.notify_one();
-        }
+        pending.last_push = Some(Instant::now());
     }
 
     /// Queues a copy of the id filter to save.
@@ -404,16 +408,45 @@ impl IndexQueue {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Waits for work (or the interval) and takes everything pending.
-    fn take(&self) -> PendingWork {
-        let pending = self.lock();
-        let (mut pending, _) = self
-            .ready
-            .wait_timeout_while(pending, INDEX_INTERVAL, |p| {
-                p.entries.is_empty() && p.filter.is_none() && !self.is_stopping()
-            })
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *pending)
+    /// Waits until there is work and it is time to do it (quiet, or too much waiting, or a
+    /// filter to save), then takes up to one chunk of entries, their sparse points and the filter.
+    fn take(
+        &self,
+    ) -> (
+        Vec<IndexEntry>,
+        Vec<(u64, Location)>,
+        Option<(Box<IdFilter>, u64)>,
+    ) {
+        let mut pending = self.lock();
+        loop {
+            if self.is_stopping() {
+                return (Vec::new(), Vec::new(), None);
+            }
+            let quiet = pending.last_push.is_none_or(|t| t.elapsed() >= QUIET);
+            let due =
+                !pending.entries.is_empty() && (quiet || pending.entries.len() >= DEFER_LIMIT);
+            if due || pending.filter.is_some() {
+                break;
+            }
+            let wait = if pending.entries.is_empty() {
+                QUIET * 10
+            } else {
+                QUIET
+            };
+            pending = self
+                .ready
+                .wait_timeout(pending, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let n = pending.entries.len().min(APPLY_CHUNK);
+        let entries: Vec<IndexEntry> = pending.entries.drain(..n).collect();
+        let last = entries.last().map_or(0, |e| e.position);
+        let mut sparse = Vec::new();
+        while pending.sparse.front().is_some_and(|(p, _)| *p <= last) {
+            sparse.extend(pending.sparse.pop_front());
+        }
+        (entries, sparse, pending.filter.take())
     }
 }
 
@@ -430,31 +463,21 @@ pub(crate) struct Indexer {
 impl Indexer {
     pub(crate) fn run(self) {
         run_in_background();
-        'work: while !self.queue.is_stopping() {
-            let work = self.queue.take();
-            for chunk in work.entries.chunks(APPLY_CHUNK) {
-                if self.queue.is_stopping() {
-                    break 'work;
-                }
-                let (first, last) = (chunk[0].position, chunk[chunk.len() - 1].position);
-                let points: Vec<_> = work
-                    .sparse
-                    .iter()
-                    .filter(|(p, _)| (first..=last).contains(p))
-                    .copied()
-                    .collect();
-                if let Err(e) = self.index.apply(chunk, &points) {
+        while !self.queue.is_stopping() {
+            let (entries, sparse, filter) = self.queue.take();
+            if let Some(last) = entries.last().map(|e| e.position) {
+                if let Err(e) = self.index.apply(&entries, &sparse) {
                     // Never move the watermark past a hole. The overlay keeps serving what is not
                     // indexed; the committer's backlog bound eventually holds appends; a reopen
                     // catches the index up from the segments.
                     error!(error = %e, "index update failed; indexing stops until the store is reopened");
-                    break 'work;
+                    break;
                 }
                 self.watermark.store(last, Ordering::Release);
                 self.tail.drop_through(last);
-                debug!(watermark = last, indexed = chunk.len(), "indexed");
+                debug!(watermark = last, indexed = entries.len(), "indexed");
             }
-            if let Some((filter, covers)) = work.filter {
+            if let Some((filter, covers)) = filter {
                 if let Err(e) = filter.save(&self.filter_path, covers) {
                     warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
                 }

@@ -491,10 +491,10 @@ fn record_bodies_match_the_golden_file() {
         let sequenced = SequencedEvent {
             envelope: event.envelope.clone(),
             prepared: PreparedEvent {
-                new: NewEvent::with_id(event.envelope.id, event.body.clone()),
+                new: NewEvent::with_id(event.envelope.id, (*event.body).clone()),
                 event_type: event.body.event_type(),
                 schema: event.envelope.schema,
-                payload,
+                payload: payload.into(),
                 data_json: String::new(),
             },
         };
