@@ -130,6 +130,7 @@ macro_rules! event_catalogue {
                     code: EventType::compose($family_code, $variant_code).code(),
                     name: $wire,
                     family: stringify!($Family),
+                    payload: stringify!($Payload),
                     schema: $schema,
                 },
             )* )*

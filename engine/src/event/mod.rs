@@ -495,6 +495,8 @@ pub struct EventTypeInfo {
     pub name: &'static str,
     /// Rust family name, such as `Vm`.
     pub family: &'static str,
+    /// Rust payload type, such as `VmStarted`.
+    pub payload: &'static str,
     /// The family's current schema version.
     pub schema: u16,
 }
@@ -542,6 +544,7 @@ impl EventType {
             code: 0,
             name: "UNKNOWN",
             family: "Unknown",
+            payload: "Unknown",
             schema: 0,
         };
         CATALOGUE

@@ -1062,3 +1062,78 @@ mod tests {
         }
     }
 }
+
+/// `docs/events.md` carries the catalogue and an example per family, generated from the code.
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    const LEDGERSTACK_ONLY: &[&str] = &["ROUTER.STATS", "VOLUME.STATS", "ASYNCJOB.", "ALERT."];
+
+    fn catalogue_table() -> String {
+        let mut out =
+            String::from("| code | type | family | payload | schema |\n|---|---|---|---|---|\n");
+        for t in EventType::all() {
+            let info = t.info();
+            let note = if LEDGERSTACK_ONLY.iter().any(|p| info.name.starts_with(p)) {
+                " (*Ledgerstack*)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "| `{:#06x}` | `{}`{} | {} | `{}` | {} |\n",
+                info.code, info.name, note, info.family, info.payload, info.schema
+            ));
+        }
+        out
+    }
+
+    fn examples() -> String {
+        let mut out = String::new();
+        let mut seen = std::collections::HashSet::new();
+        for event in recorded_events() {
+            let info = event.body.event_type().info();
+            if !seen.insert(info.family) {
+                continue;
+            }
+            let line = event.to_json_line().unwrap();
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            out.push_str(&format!(
+                "### {} (`{}`)\n\n```json\n{}\n```\n\n",
+                info.family,
+                info.name,
+                serde_json::to_string_pretty(&value).unwrap()
+            ));
+        }
+        out.trim_end().to_owned() + "\n"
+    }
+
+    fn replace_section(doc: &str, name: &str, content: &str) -> String {
+        let begin = doc
+            .find(&format!("<!-- BEGIN GENERATED: {name}"))
+            .unwrap_or_else(|| panic!("docs/events.md lacks the {name} markers"));
+        let body_start = begin + doc[begin..].find("-->").unwrap() + 3;
+        let end = doc
+            .find(&format!("<!-- END GENERATED: {name} -->"))
+            .unwrap();
+        format!("{}\n{}{}", &doc[..body_start], content, &doc[end..])
+    }
+
+    #[test]
+    fn docs_events_md_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let generated = replace_section(
+            &replace_section(&doc, "catalogue", &catalogue_table()),
+            "examples",
+            &examples(),
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        assert!(
+            generated == doc,
+            "docs/events.md is out of date: run `UPDATE_GOLDEN=1 cargo test -p engine docs_events` and commit it"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The `ledgerstack` command as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ledgerstack() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = ledgerstack().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["serve", "bench"] {
+        assert!(
+            text.contains(command),
+            "--help does not mention {command}:\n{text}"
+        );
+    }
+}
+
+/// Starts `serve`, waits for its ready line, and returns the child with its stdout reader.
+fn start_server(
+    data_dir: &std::path::Path,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = ledgerstack()
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("Ledgerstack is running"),
+        "unexpected first line: {line:?}"
+    );
+    (child, stdout)
+}
+
+#[test]
+fn serve_opens_the_log_stops_cleanly_on_sigterm_and_refuses_a_second_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = start_server(dir.path());
+    assert!(dir.path().join("log").is_dir() && dir.path().join("index").is_dir());
+
+    // A second server on the same data directory is refused, clearly.
+    let second = ledgerstack()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exited with {exit}");
+    assert!(rest.contains("Stopped. 0 events in the log"), "{rest}");
+
+    // The log reopens after a clean stop.
+    let (mut child, _stdout) = start_server(dir.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// A small run of the append benchmark: it reports every figure and verifies the logs it wrote
+/// (a failed verification is a non-zero exit). Timings are not asserted.
+#[test]
+fn bench_append_smoke_run_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ledgerstack()
+        .args([
+            "bench",
+            "append",
+            "--rounds",
+            "2",
+            "--slice",
+            "0.05",
+            "--appenders",
+            "1,4",
+        ])
+        .args([
+            "--replay-events",
+            "3000",
+            "--batch-size",
+            "10",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path().join("bench"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for figure in [
+        "raw_fsync",
+        "batched",
+        "raw_read",
+        "raw_read_warm",
+        "replay",
+        "replay_warm",
+        "indexing",
+    ] {
+        let rate = report[figure]["events_per_second"].as_f64().unwrap_or(0.0);
+        assert!(rate > 0.0, "{figure} has no rate: {report}");
+    }
+    assert_eq!(report["appends"].as_array().unwrap().len(), 2);
+    assert_eq!(report["replay"]["events"], 9000);
+    assert!(
+        report["ratios"]["single_appender_vs_raw_fsync"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn bench_append_refuses_bad_arguments_clearly() {
+    let out = ledgerstack()
+        .args(["bench", "append", "--appenders", "8,64"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--appenders must include 1"));
+}
