@@ -306,12 +306,12 @@ impl UnindexedTail {
     pub(crate) fn drop_through(&self, position: u64) {
         let mut tail = self.lock();
         while tail.order.front().is_some_and(|(p, _, _)| *p <= position) {
-            if let Some((_, stream, version)) = tail.order.pop_front() {
-                if let Some(versions) = tail.by_stream.get_mut(&stream) {
-                    versions.remove(&version);
-                    if versions.is_empty() {
-                        tail.by_stream.remove(&stream);
-                    }
+            if let Some((_, stream, version)) = tail.order.pop_front()
+                && let Some(versions) = tail.by_stream.get_mut(&stream)
+            {
+                versions.remove(&version);
+                if versions.is_empty() {
+                    tail.by_stream.remove(&stream);
                 }
             }
         }
@@ -410,17 +410,11 @@ impl IndexQueue {
 
     /// Waits until there is work and it is time to do it (quiet, or too much waiting, or a
     /// filter to save), then takes up to one chunk of entries, their sparse points and the filter.
-    fn take(
-        &self,
-    ) -> (
-        Vec<IndexEntry>,
-        Vec<(u64, Location)>,
-        Option<(Box<IdFilter>, u64)>,
-    ) {
+    fn take(&self) -> IndexWork {
         let mut pending = self.lock();
         loop {
             if self.is_stopping() {
-                return (Vec::new(), Vec::new(), None);
+                return IndexWork::default();
             }
             let quiet = pending.last_push.is_none_or(|t| t.elapsed() >= QUIET);
             let due =
@@ -446,8 +440,23 @@ impl IndexQueue {
         while pending.sparse.front().is_some_and(|(p, _)| *p <= last) {
             sparse.extend(pending.sparse.pop_front());
         }
-        (entries, sparse, pending.filter.take())
+        IndexWork {
+            entries,
+            sparse,
+            filter: pending.filter.take(),
+        }
     }
+}
+
+/// One helping of work for the indexer.
+#[derive(Default)]
+struct IndexWork {
+    /// Consecutive entries, at most [`APPLY_CHUNK`].
+    entries: Vec<IndexEntry>,
+    /// Sparse read points among them.
+    sparse: Vec<(u64, Location)>,
+    /// A copy of the id filter to save, with the position it covers.
+    filter: Option<(Box<IdFilter>, u64)>,
 }
 
 /// The indexer thread: applies queued work in order until told to stop, then flushes sled.
@@ -464,9 +473,9 @@ impl Indexer {
     pub(crate) fn run(self) {
         run_in_background();
         while !self.queue.is_stopping() {
-            let (entries, sparse, filter) = self.queue.take();
-            if let Some(last) = entries.last().map(|e| e.position) {
-                if let Err(e) = self.index.apply(&entries, &sparse) {
+            let work = self.queue.take();
+            if let Some(last) = work.entries.last().map(|e| e.position) {
+                if let Err(e) = self.index.apply(&work.entries, &work.sparse) {
                     // Never move the watermark past a hole. The overlay keeps serving what is not
                     // indexed; the committer's backlog bound eventually holds appends; a reopen
                     // catches the index up from the segments.
@@ -475,12 +484,12 @@ impl Indexer {
                 }
                 self.watermark.store(last, Ordering::Release);
                 self.tail.drop_through(last);
-                debug!(watermark = last, indexed = entries.len(), "indexed");
+                debug!(watermark = last, indexed = work.entries.len(), "indexed");
             }
-            if let Some((filter, covers)) = filter {
-                if let Err(e) = filter.save(&self.filter_path, covers) {
-                    warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
-                }
+            if let Some((filter, covers)) = work.filter
+                && let Err(e) = filter.save(&self.filter_path, covers)
+            {
+                warn!(error = %e, "could not save the id filter; it will be rebuilt on open");
             }
         }
         if let Err(e) = self.index.flush() {

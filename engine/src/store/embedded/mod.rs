@@ -305,7 +305,7 @@ fn recover_segments(fs: &Arc<dyn LogFs>) -> Result<(Vec<Arc<Segment>>, ChainTip)
         let file = fs
             .open(&name)
             .map_err(|e| StoreError::io("open", &path, e))?;
-        let len = file.len().map_err(|e| StoreError::io("stat", &path, e))?;
+        let len = file.size().map_err(|e| StoreError::io("stat", &path, e))?;
         let mut data = vec![0u8; len as usize];
         read_full_at(file.as_ref(), &mut data, 0).map_err(|e| StoreError::io("read", &path, e))?;
         let corrupt = |offset, reason: String| StoreError::Corrupt {
@@ -412,7 +412,7 @@ fn open_sealed_segment(
     let file = fs
         .open(name)
         .map_err(|e| StoreError::io("open", &path, e))?;
-    let len = file.len().map_err(|e| StoreError::io("stat", &path, e))?;
+    let len = file.size().map_err(|e| StoreError::io("stat", &path, e))?;
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     read_full_at(file.as_ref(), &mut header, 0).map_err(|e| StoreError::io("read", &path, e))?;
     match SegmentHeader::decode(&header) {
@@ -481,10 +481,10 @@ fn validate_index(index: &Index, segments: &SegmentSet, tip: &ChainTip) -> Resul
     let last_first = snapshot.last().map_or(1, |s| s.first_position);
     for (point, location) in index.sparse_points()? {
         // The last segment's read points come from the recovery scan, which is authoritative.
-        if location.segment < last_first {
-            if let Some(segment) = segments.get(location.segment) {
-                segment.note_sparse(point, location.offset);
-            }
+        if location.segment < last_first
+            && let Some(segment) = segments.get(location.segment)
+        {
+            segment.note_sparse(point, location.offset);
         }
     }
     let mut found = None;

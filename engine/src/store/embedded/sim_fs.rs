@@ -232,7 +232,7 @@ impl LogFile for SimHandle {
         })
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         self.with_file(false, |file| Ok(file.data.len() as u64))
     }
 
