@@ -505,14 +505,7 @@ async fn build_log(
 /// Reads the whole log once through `EventStore::read_all`, decoding every event.
 async fn replay_once(store: &EmbeddedStore, expected: u64) -> Result<Duration, BenchError> {
     let start = Instant::now();
-    let mut next = Position::START;
-    let mut events = 0u64;
-    loop {
-        let batch = store.read_all(next, 8192).await?;
-        let Some(last) = batch.last() else { break };
-        next = last.envelope.position.next();
-        events += batch.len() as u64;
-    }
+    let events = read_log(store, |_| Ok(())).await?;
     let elapsed = start.elapsed();
     if events != expected {
         return Err(BenchError::Verification(format!(
@@ -520,6 +513,24 @@ async fn replay_once(store: &EmbeddedStore, expected: u64) -> Result<Duration, B
         )));
     }
     Ok(elapsed)
+}
+
+/// Reads every event of the log in batches, handing each batch to `visit`; returns the count.
+async fn read_log(
+    store: &EmbeddedStore,
+    mut visit: impl FnMut(&[crate::event::RecordedEvent]) -> Result<(), BenchError>,
+) -> Result<u64, BenchError> {
+    let mut next = Position::START;
+    let mut events = 0u64;
+    loop {
+        let batch = store.read_all(next, 8192).await?;
+        let Some(last) = batch.last() else {
+            return Ok(events);
+        };
+        next = last.envelope.position.next();
+        events += batch.len() as u64;
+        visit(&batch)?;
+    }
 }
 
 /// Drops the segment files' pages from the page cache, so the next read comes from the disk.
@@ -564,19 +575,14 @@ fn raw_read(log: &Path) -> Result<(u64, Duration), BenchError> {
 /// Reads the log back (untimed) and checks its length and hash chain.
 async fn verify_log(store: &EmbeddedStore, expected: u64) -> Result<(), BenchError> {
     let mut verifier = ChainVerifier::new();
-    let mut next = Position::START;
-    let mut count = 0u64;
-    loop {
-        let batch = store.read_all(next, 8192).await?;
-        let Some(last) = batch.last() else { break };
-        next = last.envelope.position.next();
-        for event in &batch {
+    let count = read_log(store, |batch| {
+        batch.iter().try_for_each(|event| {
             verifier
                 .check(event)
-                .map_err(|v| BenchError::Verification(v.to_string()))?;
-        }
-        count += batch.len() as u64;
-    }
+                .map_err(|v| BenchError::Verification(v.to_string()))
+        })
+    })
+    .await?;
     if count != expected {
         return Err(BenchError::Verification(format!(
             "log holds {count} events, {expected} were acknowledged"

@@ -324,10 +324,7 @@ fn recover_segments(fs: &Arc<dyn LogFs>) -> Result<(Vec<Arc<Segment>>, ChainTip)
             // A crash while starting a segment: nothing was ever written after its header.
             Err(defect) if len <= SEGMENT_HEADER_LEN => {
                 warn!(segment = %name, %defect, "removing a segment whose creation was cut by a crash");
-                fs.remove(&name)
-                    .map_err(|e| StoreError::io("remove", &path, e))?;
-                fs.sync_dir()
-                    .map_err(|e| StoreError::io("fsync directory", fs.path(), e))?;
+                remove_segment(fs, &name)?;
                 names.pop();
                 continue;
             }
@@ -349,10 +346,7 @@ fn recover_segments(fs: &Arc<dyn LogFs>) -> Result<(Vec<Arc<Segment>>, ChainTip)
         };
         if frames.is_empty() && names.len() > 1 {
             // An empty last segment carries nothing; the one before it holds the tip.
-            fs.remove(&name)
-                .map_err(|e| StoreError::io("remove", &path, e))?;
-            fs.sync_dir()
-                .map_err(|e| StoreError::io("fsync directory", fs.path(), e))?;
+            remove_segment(fs, &name)?;
             names.pop();
             continue;
         }
@@ -400,6 +394,14 @@ fn recover_segments(fs: &Arc<dyn LogFs>) -> Result<(Vec<Arc<Segment>>, ChainTip)
         segments.push(last);
         return Ok((segments, tip));
     }
+}
+
+/// Removes a segment file durably (the directory is fsynced).
+fn remove_segment(fs: &Arc<dyn LogFs>, name: &str) -> Result<(), StoreError> {
+    fs.remove(name)
+        .map_err(|e| StoreError::io("remove", fs.path().join(name), e))?;
+    fs.sync_dir()
+        .map_err(|e| StoreError::io("fsync directory", fs.path(), e))
 }
 
 /// Opens a segment that is not the last one: it was complete and fsynced before the next began.
