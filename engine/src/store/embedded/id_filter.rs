@@ -133,7 +133,9 @@ impl IdFilter {
             let capacity = reader.u64()?;
             let inserted = reader.u64()?;
             let words = usize::try_from(reader.u64()?).ok()?;
-            if words != (capacity.checked_mul(BITS_PER_ID)?).div_ceil(64) as usize {
+            // A layer with no bits would make every probe divide by zero.
+            if capacity == 0 || words != (capacity.checked_mul(BITS_PER_ID)?).div_ceil(64) as usize
+            {
                 return None;
             }
             let bits = (0..words)
@@ -213,6 +215,21 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         assert!(IdFilter::load(&path).is_none());
         fs::write(&path, &bytes[..10]).unwrap();
+        assert!(IdFilter::load(&path).is_none());
+    }
+
+    /// A file whose checksum is right but which describes an empty layer is refused, not used
+    /// (probing an empty layer would divide by zero).
+    #[test]
+    fn a_well_formed_file_with_an_empty_layer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.filter");
+        let mut out = FILE_MAGIC.to_vec();
+        out.extend_from_slice(&0u64.to_le_bytes()); // covers through
+        out.extend_from_slice(&1u32.to_le_bytes()); // one layer
+        out.extend_from_slice(&[0u8; 24]); // capacity 0, inserted 0, no words
+        out.extend_from_slice(&crc32c::crc32c(&out).to_le_bytes());
+        fs::write(&path, &out).unwrap();
         assert!(IdFilter::load(&path).is_none());
     }
 }
