@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::event::codec;
 use crate::event::{
     Actor, ChainHash, CodecError, Envelope, EventBody, EventState, EventType, Level, Position,
-    RecordedEvent, StreamId,
+    RecordedEvent, StreamId, StreamIdError,
 };
 use crate::store::sequencer::{MAX_PAYLOAD_BYTES, SequencedEvent, StoredEvent};
 use crate::time::Timestamp;
@@ -369,14 +369,60 @@ pub(crate) fn encode_body(event: &SequencedEvent, out: &mut Vec<u8>) -> Result<(
 }
 
 /// Splits a record body into its envelope and payload bytes.
+///
+/// The envelope is read with [`codec::BincodeReader`] rather than bincode's serde path (it is
+/// decoded on every read of the log); the bytes are bincode's, and
+/// `envelopes_decode_as_bincode_does` holds the two decoders equal. Fields are read in the order
+/// `StoredEnvelope` declares them, which is the order bincode writes them.
 pub(crate) fn decode_envelope(body: &[u8]) -> Result<(StoredEnvelope, &[u8]), CodecError> {
-    let (envelope, used) = codec::decode_prefix::<StoredEnvelope>(body)?;
-    Ok((envelope, &body[used..]))
+    let mut r = codec::BincodeReader::new(body);
+    let invalid = |e: StreamIdError| CodecError::Decode(e.to_string());
+    let envelope = StoredEnvelope {
+        position: r.varint()?,
+        id: r.uuid()?,
+        stream: {
+            let category = r.str()?;
+            match r.option(|r| r.uuid())? {
+                Some(id) => StreamId::new(category, id).map_err(invalid)?,
+                None => StreamId::singleton(category).map_err(invalid)?,
+            }
+        },
+        version: r.varint()?,
+        event_type: r.small()?,
+        schema: r.small()?,
+        occurred_at: Timestamp::from_millis(r.signed()?),
+        recorded_at: Timestamp::from_millis(r.signed()?),
+        actor: Actor {
+            user_id: r.option(|r| r.uuid())?,
+            account_id: r.option(|r| r.uuid())?,
+        },
+        correlation_id: r.option(|r| r.uuid())?,
+        causation_id: r.option(|r| r.uuid())?,
+        level: match r.small::<u32>()? {
+            0 => Level::Info,
+            1 => Level::Warn,
+            2 => Level::Error,
+            n => return Err(CodecError::Decode(format!("unknown level {n}"))),
+        },
+        state: match r.small::<u32>()? {
+            0 => EventState::Created,
+            1 => EventState::Scheduled,
+            2 => EventState::Started,
+            3 => EventState::Completed,
+            n => return Err(CodecError::Decode(format!("unknown state {n}"))),
+        },
+        prev_hash: ChainHash(
+            r.bytes()?
+                .try_into()
+                .map_err(|_| CodecError::Decode("prev_hash is not 32 bytes".into()))?,
+        ),
+    };
+    Ok((envelope, &body[r.consumed()..]))
 }
 
 /// The position of a record body, reading only its first varint.
 pub(crate) fn peek_position(body: &[u8]) -> Result<u64, CodecError> {
-    codec::decode_prefix::<u64>(body).map(|(position, _)| position)
+    codec::BincodeReader::new(body).varint()
 }
 
 /// Decodes a record body into the event.
@@ -505,6 +551,94 @@ mod tests {
                     "flip of bit {bit} in byte {byte}: {verdict:?}"
                 );
             }
+        }
+    }
+
+    /// The hand-written envelope reader agrees with bincode's own decoder on every combination
+    /// of optional fields, levels, states, stream shapes and varint widths.
+    #[test]
+    fn envelopes_decode_as_bincode_does() {
+        let ids = [None, Some(uuid::Uuid::from_u128(0xfeed))];
+        let streams = [
+            StreamId::singleton("config").unwrap(),
+            StreamId::new("vm", uuid::Uuid::from_u128(7)).unwrap(),
+        ];
+        let numbers = [
+            0u64,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
+        let times = [0i64, -1, 1, 1_772_946_000_123, i64::MIN, i64::MAX];
+        let levels = [Level::Info, Level::Warn, Level::Error];
+        let states = [
+            EventState::Created,
+            EventState::Scheduled,
+            EventState::Started,
+            EventState::Completed,
+        ];
+        let mut checked = 0;
+        for (i, &number) in numbers.iter().enumerate() {
+            for user_id in ids {
+                for account_id in ids {
+                    for correlation_id in ids {
+                        for causation_id in ids {
+                            let envelope = StoredEnvelope {
+                                position: number,
+                                id: uuid::Uuid::from_u128(number as u128),
+                                stream: streams[i % 2].clone(),
+                                version: numbers[(i + 3) % numbers.len()],
+                                event_type: 0x0103,
+                                schema: (number % 70_000) as u16,
+                                occurred_at: Timestamp::from_millis(times[i % times.len()]),
+                                recorded_at: Timestamp::from_millis(times[(i + 1) % times.len()]),
+                                actor: Actor {
+                                    user_id,
+                                    account_id,
+                                },
+                                correlation_id,
+                                causation_id,
+                                level: levels[i % 3],
+                                state: states[i % 4],
+                                prev_hash: ChainHash([i as u8; 32]),
+                            };
+                            let mut body = Vec::new();
+                            codec::encode_into(&envelope, &mut body).unwrap();
+                            body.extend_from_slice(b"payload");
+                            let (by_bincode, used) =
+                                codec::decode_prefix::<StoredEnvelope>(&body).unwrap();
+                            let (by_hand, payload) = decode_envelope(&body).unwrap();
+                            assert_eq!(by_hand, by_bincode);
+                            assert_eq!(payload, &body[used..]);
+                            assert_eq!(peek_position(&body).unwrap(), number);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, numbers.len() * 16);
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, reading an envelope or a whole event returns, never panics.
+        #[test]
+        fn arbitrary_bodies_never_panic_the_decoders(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = decode_envelope(&body);
+            let _ = decode_event(&body);
+            let _ = peek_position(&body);
+        }
+    }
+
+    #[test]
+    fn damaged_envelopes_are_errors_not_panics() {
+        let envelope = decode_envelope(&[]).unwrap_err();
+        assert!(envelope.to_string().contains("ends inside"), "{envelope}");
+        for garbage in [&[255u8][..], &[1, 200][..], &[1, 16, 1, 2, 3][..]] {
+            assert!(decode_envelope(garbage).is_err());
         }
     }
 

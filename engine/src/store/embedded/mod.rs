@@ -580,85 +580,33 @@ fn load_id_filter(
     Ok(filter)
 }
 
-/// Below this many events a read decodes on the calling thread alone.
-const PARALLEL_DECODE_MIN: usize = 1024;
-
-/// A record's location and where its body sits in a read's arena.
-type GatheredRecord = (Location, std::ops::Range<usize>);
-
-/// Decodes gathered record bodies, in order.
-fn decode_serially(
-    arena: &[u8],
-    records: &[GatheredRecord],
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut events = Vec::with_capacity(records.len());
-    for (location, range) in records {
-        let event =
-            format::decode_event(&arena[range.clone()]).map_err(|e| StoreError::Corrupt {
-                path: PathBuf::from(segment_name(location.segment)),
-                offset: location.offset,
-                reason: format!("undecodable record: {e}"),
-            })?;
-        events.push(event);
-    }
-    Ok(events)
-}
-
-/// Decodes gathered record bodies, in order, on every available core for large batches:
-/// records are independent once framed and checked, and decoding, not reading, is what bounds a
-/// replay.
-fn decode_bodies(
-    arena: &[u8],
-    records: &[GatheredRecord],
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if records.len() < PARALLEL_DECODE_MIN || threads < 2 {
-        return decode_serially(arena, records);
-    }
-    let chunk = records.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut parts = records.chunks(chunk);
-        let first = parts.next().unwrap_or(&[]);
-        let others: Vec<_> = parts
-            .map(|part| scope.spawn(move || decode_serially(arena, part)))
-            .collect();
-        let mut events = Vec::with_capacity(records.len());
-        events.extend(decode_serially(arena, first)?);
-        for handle in others {
-            let part = handle
-                .join()
-                .map_err(|_| StoreError::Index("a decoding thread panicked".into()))??;
-            events.extend(part);
-        }
-        Ok(events)
-    })
-}
-
 impl Reader {
     fn read_all(&self, from: Position, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let committed = self.head.borrow().0;
         let from = from.0.max(1);
+        let mut events = Vec::with_capacity(max.min(committed.saturating_sub(from) as usize + 1));
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok(events);
         }
-        // Gather the checked record bodies first, then decode them (in parallel when many).
-        let mut arena = Vec::new();
-        let mut records = Vec::new();
         for_each_record(
             &self.segments.snapshot(),
             from,
             committed,
             |location, body| {
-                records.push((location, arena.len()..arena.len() + body.len()));
-                arena.extend_from_slice(body);
-                Ok(if records.len() >= max {
+                let event = format::decode_event(body).map_err(|e| StoreError::Corrupt {
+                    path: PathBuf::from(segment_name(location.segment)),
+                    offset: location.offset,
+                    reason: format!("undecodable record: {e}"),
+                })?;
+                events.push(event);
+                Ok(if events.len() >= max {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 })
             },
         )?;
-        decode_bodies(&arena, &records)
+        Ok(events)
     }
 
     fn read_stream(
