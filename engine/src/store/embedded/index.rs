@@ -112,6 +112,8 @@ impl Index {
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
+            // No periodic fsync of its own: its writes competed with the log's fsyncs, and the
+            // index need not be durable (flushed on close, caught up from the log on open).
             .flush_every_ms(None);
         let db = match config.open() {
             Ok(db) => db,
