@@ -3,7 +3,15 @@
 //! CloudStack's response envelopes.
 //!
 //! Architecture Invariant: only this crate knows about HTTP, and it maps each domain error to a
-//! CloudStack error code in exactly one place.
-//!
-//! It is empty until the API issue lands; the crate exists so the dependency direction
-//! `api → usage, projections, engine` is fixed from the start.
+//! CloudStack error code in exactly one place ([`error::ApiError`]).
+
+pub mod bootstrap;
+pub mod call;
+pub mod commands;
+pub mod context;
+pub mod error;
+pub mod jobs;
+pub mod protocol;
+pub mod registry;
+pub mod response;
+pub mod server;

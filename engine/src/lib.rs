@@ -13,5 +13,6 @@ pub mod bench;
 pub mod clock;
 pub mod event;
 pub mod ids;
+pub mod secrets;
 pub mod store;
 pub mod time;

@@ -1,9 +1,49 @@
-//! Ledgerstack's read side (DESIGN.md): the projection runner (checkpoints, catch-up, rebuild),
-//! the state read models behind every list command, the orchestrator that turns log events into
-//! hypervisor and network driver commands, and the simulator drivers.
+//! Ledgerstack's read side (DESIGN.md): the projection runner (checkpoints, catch-up, rebuild)
+//! and the read models behind every list and query command. Later issues add the orchestrator
+//! and the simulator drivers here.
 //!
-//! Architecture Invariant: this crate reads the log only through `engine::store::EventStore`
-//! and never appends an event whose id is not derived from its cause (DESIGN.md invariant 9).
-//!
-//! It is empty until the compute issue lands; the crate exists so the dependency direction
-//! `projections → engine` is fixed from the start.
+//! Architecture Invariant: this crate reads the log only through `engine::store::EventStore`,
+//! never reads the wall clock (times come from events), and never iterates a hash map into
+//! output: every table is a `BTreeMap`, so the same log always gives the same read models.
+
+pub mod catalog;
+pub mod configuration;
+pub mod event_history;
+pub mod identity;
+pub mod jobs;
+pub mod runner;
+pub mod table;
+
+use engine::store::StoreError;
+
+pub use runner::{ReadModels, RunnerHandle, State};
+
+/// Why the read side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The log could not be read.
+    #[error("reading the event log: {0}")]
+    Store(#[from] StoreError),
+    /// The read-model store could not be opened, read or written.
+    #[error("read-model store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A row could not be encoded.
+    #[error("encoding a row of {table}: {message}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A stored row could not be decoded (the store is then rebuilt from the log).
+    #[error("decoding a row of {table}: {message}")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The runner stopped (the store closed or the server is shutting down).
+    #[error("the projection runner stopped")]
+    Stopped,
+}

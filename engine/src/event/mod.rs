@@ -471,6 +471,8 @@ event_catalogue! {
         Submit = 1, "ASYNCJOB.SUBMIT" => AsyncJobSubmitted;
         /// A job ended.
         Complete = 2, "ASYNCJOB.COMPLETE" => AsyncJobCompleted;
+        /// A job began running.
+        Start = 3, "ASYNCJOB.START" => AsyncJobStarted;
     }
 
     /// Alerts (Ledgerstack: CloudStack keeps them in a table).
@@ -483,6 +485,20 @@ event_catalogue! {
         Archive = 3, "ALERT.ARCHIVE" => AlertsHidden;
         /// Alerts were deleted (hidden; the log keeps them).
         Delete = 4, "ALERT.DELETE" => AlertsHidden;
+    }
+
+    /// The event-history view (Ledgerstack: `archiveEvents` / `deleteEvents`).
+    family EventHistory(EventHistoryEvent) = 34, schema 1 {
+        /// Events were archived.
+        Archive = 1, "EVENT.ARCHIVE" => EventsHidden;
+        /// Events were deleted (hidden; the log keeps them).
+        Delete = 2, "EVENT.DELETE" => EventsHidden;
+    }
+
+    /// The manual clock (Ledgerstack, `serve --clock manual`).
+    family Clock(ClockEvent) = 35, schema 1 {
+        /// The clock was moved forward.
+        Advance = 1, "CLOCK.ADVANCE" => ClockAdvanced;
     }
 }
 

@@ -1,4 +1,5 @@
-//! The engine's own operational events: async jobs (`ASYNCJOB.*`) and alerts (`ALERT.*`).
+//! The engine's own operational events: async jobs (`ASYNCJOB.*`), alerts (`ALERT.*`), hidden
+//! events (`EVENT.*`) and the manual clock (`CLOCK.ADVANCE`).
 //! CloudStack keeps these in tables; Ledgerstack keeps them in the log like everything else.
 
 use compact_str::CompactString;
@@ -6,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::JsonDocument;
+use crate::time::Timestamp;
 
 /// ASYNCJOB.SUBMIT: an asynchronous command was accepted (`jobstatus` 0 from here on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +26,18 @@ pub struct AsyncJobSubmitted {
     pub instance_type: Option<CompactString>,
     /// `jobinstanceid`: the resource the job works on.
     pub instance_id: Option<Uuid>,
+    /// The CloudStack event type of the action the job performs (`ACCOUNT.DELETE`), which
+    /// `listEvents` shows as Scheduled, Started and Completed.
+    pub event_type: Option<CompactString>,
+    /// What the action does, as `listEvents` describes it ("deleting account acme").
+    pub description: String,
+}
+
+/// ASYNCJOB.START: a job began running (`listEvents` state Started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJobStarted {
+    /// The job.
+    pub job_id: Uuid,
 }
 
 /// How a job ended.
@@ -83,4 +97,22 @@ pub struct AlertResolved {
 pub struct AlertsHidden {
     /// The alerts.
     pub alert_ids: Vec<Uuid>,
+}
+
+/// EVENT.ARCHIVE / EVENT.DELETE: events hidden from `listEvents`. Nothing is ever removed from
+/// the log; these only change what the event-history view shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsHidden {
+    /// The events (ids of log records).
+    pub event_ids: Vec<Uuid>,
+}
+
+/// CLOCK.ADVANCE: a root admin moved the manual clock forward (`serve --clock manual`), so the
+/// log shows why recorded-at jumped and a restart resumes from the same instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockAdvanced {
+    /// The manual clock's reading before.
+    pub from: Timestamp,
+    /// Its reading after.
+    pub to: Timestamp,
 }

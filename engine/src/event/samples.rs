@@ -975,7 +975,10 @@ pub(crate) fn body(t: EventType) -> EventBody {
             domain_id: id(DOMAIN),
             instance_type: Some("VirtualMachine".into()),
             instance_id: Some(id(0x1)),
+            event_type: Some("VM.CREATE".into()),
+            description: "deploying VM web-1".into(),
         })),
+        "ASYNCJOB.START" => B::AsyncJob(AsyncJobEvent::Start(AsyncJobStarted { job_id: id(0x10b) })),
         "ASYNCJOB.COMPLETE" => B::AsyncJob(AsyncJobEvent::Complete(AsyncJobCompleted {
             job_id: id(0x10b),
             outcome: JobOutcome::Failed,
@@ -999,6 +1002,12 @@ pub(crate) fn body(t: EventType) -> EventBody {
         "ALERT.RESOLVE" => B::Alert(AlertEvent::Resolve(AlertResolved { alert_id: id(0xa1), alert_type: 13 })),
         "ALERT.ARCHIVE" => B::Alert(AlertEvent::Archive(AlertsHidden { alert_ids: vec![id(0xa1)] })),
         "ALERT.DELETE" => B::Alert(AlertEvent::Delete(AlertsHidden { alert_ids: vec![id(0xa1), id(0xa2)] })),
+        "EVENT.ARCHIVE" => B::EventHistory(EventHistoryEvent::Archive(EventsHidden { event_ids: vec![id(0xe1)] })),
+        "EVENT.DELETE" => B::EventHistory(EventHistoryEvent::Delete(EventsHidden { event_ids: vec![id(0xe1), id(0xe2)] })),
+        "CLOCK.ADVANCE" => B::Clock(ClockEvent::Advance(ClockAdvanced {
+            from: Timestamp::from_millis(1_714_557_600_000),
+            to: Timestamp::from_millis(1_714_644_000_000),
+        })),
 
         other => panic!("no sample for event type {other}: add one to event/samples.rs"),
     }

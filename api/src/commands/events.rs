@@ -1,0 +1,6 @@
+//! (being written)
+
+use crate::registry::CommandSpec;
+
+/// The commands of this family.
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,313 @@
+//! The projection runner: loads the read models from their store, catches up with the log from
+//! the checkpoint, then follows live appends; publishes how far it has applied so the API can
+//! read its own writes (DESIGN.md invariant 7).
+
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use engine::event::{Position, RecordedEvent};
+use engine::store::EventStore;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::ProjectionError;
+use crate::catalog::Catalog;
+use crate::configuration::Configuration;
+use crate::event_history::EventHistory;
+use crate::identity::Identity;
+use crate::jobs::Jobs;
+use crate::table::{PersistedTable, Table};
+
+/// Bumped whenever a row type or an `apply` changes meaning: a store written by another
+/// version is rebuilt from the log rather than trusted.
+const MODEL_VERSION: &str = "ledgerstack-read-models-3";
+const VERSION_KEY: &[u8] = b"\0model-version";
+const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// Persist at least this often during a long catch-up, so a crash mid-rebuild loses little.
+const PERSIST_EVERY: usize = 10_000;
+
+/// Every read model, as of one log position.
+#[derive(Debug)]
+pub struct State {
+    /// Domains, accounts, users, keys.
+    pub identity: Identity,
+    /// Async jobs.
+    pub jobs: Jobs,
+    /// `listEvents`.
+    pub events: EventHistory,
+    /// Settings.
+    pub configuration: Configuration,
+    /// Zones and offerings.
+    pub catalog: Catalog,
+    /// Versions of the singleton streams (`identity`, `catalog`, ...) whose invariants command
+    /// decisions check: a decision appends with the version its state was read at
+    /// (DESIGN.md invariant 8).
+    stream_versions: Table<String, u64>,
+    /// The last position applied.
+    pub position: Position,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            identity: Identity::default(),
+            jobs: Jobs::default(),
+            events: EventHistory::default(),
+            configuration: Configuration::default(),
+            catalog: Catalog::default(),
+            stream_versions: Table::new("stream_versions"),
+            position: Position(0),
+        }
+    }
+}
+
+impl State {
+    fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {
+        let mut tables: Vec<&mut dyn PersistedTable> = Vec::new();
+        tables.extend(self.identity.tables());
+        tables.extend(self.jobs.tables());
+        tables.extend(self.events.tables());
+        tables.extend(self.configuration.tables());
+        tables.extend(self.catalog.tables());
+        tables.push(&mut self.stream_versions);
+        tables
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        self.events.apply(event, &self.identity);
+        self.identity.apply(event);
+        self.jobs.apply(event);
+        self.configuration.apply(event);
+        self.catalog.apply(event);
+        if event.envelope.stream.id().is_none() {
+            self.stream_versions
+                .insert(event.envelope.stream.to_string(), event.envelope.version);
+        }
+        self.position = event.envelope.position;
+    }
+
+    /// Version of a singleton stream as applied here (0 before its first event).
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.stream_versions
+            .get(&stream.to_owned())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The read models, shared by the runner (which writes) and the API (which reads).
+pub struct ReadModels {
+    state: RwLock<State>,
+    applied: watch::Receiver<Position>,
+}
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModels")
+            .field("applied", &*self.applied.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadModels {
+    /// The read models as they are now. Hold the guard briefly: the runner waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last position applied.
+    pub fn applied(&self) -> Position {
+        *self.applied.borrow()
+    }
+
+    /// Resolves once every event up to `position` has been applied (read your writes).
+    pub async fn wait_for(&self, position: Position) -> Result<(), ProjectionError> {
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|p| *p >= position)
+            .await
+            .map(|_| ())
+            .map_err(|_| ProjectionError::Stopped)
+    }
+}
+
+/// Stops the runner's live tail and flushes the read-model store.
+pub struct RunnerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunnerHandle {
+    /// Stops following the log, persists what was applied, and waits for that to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Whether to trust the stored read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Resume from the stored checkpoint (rebuilding only if the store is unusable).
+    Resume,
+    /// Drop the stored read models and rebuild them from the start of the log.
+    Rebuild,
+}
+
+/// Opens the read-model store in `dir`, catches up with `store` (so the first request sees
+/// everything the log held at start), then follows it in a background task.
+pub async fn start(
+    store: Arc<dyn EventStore>,
+    dir: &Path,
+    mode: StartMode,
+) -> Result<(Arc<ReadModels>, RunnerHandle), ProjectionError> {
+    let db = sled::Config::new().path(dir).open()?;
+    let tree = db.open_tree("read-models")?;
+    let head = store.head().await?;
+    let mut state = State::default();
+    let checkpoint = match load(&tree, &mut state, head, mode) {
+        Ok(checkpoint) => checkpoint,
+        Err(reason) => {
+            warn!(%reason, "rebuilding the read models from the log");
+            tree.clear()?;
+            tree.insert(VERSION_KEY, MODEL_VERSION)?;
+            state = State::default();
+            Position(0)
+        }
+    };
+    let mut events = store.subscribe(checkpoint.next());
+    let started = std::time::Instant::now();
+    let mut caught_up = 0usize;
+    while state.position < head {
+        match events.next().await {
+            Some(Ok(event)) => {
+                state.apply(&event);
+                caught_up += 1;
+                if caught_up % PERSIST_EVERY == 0 {
+                    persist(&tree, &mut state)?;
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(ProjectionError::Stopped),
+        }
+    }
+    persist(&tree, &mut state)?;
+    info!(
+        from = checkpoint.0,
+        to = state.position.0,
+        events = caught_up,
+        millis = started.elapsed().as_millis() as u64,
+        "read models caught up"
+    );
+    let (applied_tx, applied_rx) = watch::channel(state.position);
+    let models = Arc::new(ReadModels {
+        state: RwLock::new(state),
+        applied: applied_rx,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(follow(models.clone(), events, db, tree, applied_tx, stop_rx));
+    Ok((
+        models,
+        RunnerHandle {
+            stop: Some(stop_tx),
+            task,
+        },
+    ))
+}
+
+/// Loads the stored read models; `Err` (with the reason) when they must be rebuilt instead.
+fn load(
+    tree: &sled::Tree,
+    state: &mut State,
+    head: Position,
+    mode: StartMode,
+) -> Result<Position, String> {
+    if mode == StartMode::Rebuild {
+        return Err("a rebuild was asked for".into());
+    }
+    let version = tree.get(VERSION_KEY).map_err(|e| e.to_string())?;
+    if version.as_deref() != Some(MODEL_VERSION.as_bytes()) {
+        return Err("the store was written by another version, or is new".into());
+    }
+    let checkpoint = match tree.get(CHECKPOINT_KEY).map_err(|e| e.to_string())? {
+        Some(bytes) => Position(u64::from_be_bytes(
+            bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| "the checkpoint is not 8 bytes".to_string())?,
+        )),
+        None => Position(0),
+    };
+    if checkpoint > head {
+        return Err(format!(
+            "the checkpoint ({}) is beyond the log's head ({}): the log was replaced",
+            checkpoint.0, head.0
+        ));
+    }
+    for table in state.tables() {
+        table.load(tree).map_err(|e| e.to_string())?;
+    }
+    state.position = checkpoint;
+    Ok(checkpoint)
+}
+
+/// Writes the dirty rows and the checkpoint in one atomic batch.
+fn persist(tree: &sled::Tree, state: &mut State) -> Result<(), ProjectionError> {
+    let mut batch = sled::Batch::default();
+    for table in state.tables() {
+        table.drain_dirty(&mut batch)?;
+    }
+    batch.insert(CHECKPOINT_KEY, &state.position.0.to_be_bytes());
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+async fn follow(
+    models: Arc<ReadModels>,
+    mut events: engine::store::EventStream,
+    db: sled::Db,
+    tree: sled::Tree,
+    applied: watch::Sender<Position>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let first = tokio::select! {
+            next = events.next() => next,
+            _ = &mut stop => break,
+        };
+        let mut batch = match first {
+            Some(Ok(event)) => vec![event],
+            Some(Err(e)) => {
+                error!(error = %e, "the projection runner lost the log; read models stop here");
+                break;
+            }
+            None => break,
+        };
+        // Take whatever else is ready, so a burst of appends is applied and persisted together.
+        while batch.len() < PERSIST_EVERY {
+            match events.next().now_or_never() {
+                Some(Some(Ok(event))) => batch.push(event),
+                _ => break,
+            }
+        }
+        let position = {
+            let mut state = models.state.write().unwrap_or_else(PoisonError::into_inner);
+            for event in &batch {
+                state.apply(event);
+            }
+            if let Err(e) = persist(&tree, &mut state) {
+                error!(error = %e, "persisting read models failed; they will be rebuilt from the log at the next start");
+                let _ = tree.remove(VERSION_KEY);
+            }
+            state.position
+        };
+        applied.send_replace(position);
+    }
+    if let Err(e) = db.flush_async().await {
+        error!(error = %e, "flushing the read-model store");
+    }
+}
+
