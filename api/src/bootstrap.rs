@@ -1,0 +1,292 @@
+//! First run and demo data: the ROOT domain with the `admin` account, user and API key pair
+//! (printed once and kept in a 0600 file), and, with `serve --demo`, a zone and offerings so a
+//! new user can deploy at once.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use engine::event::identity::{
+    AccountCreated, AccountFacts, AccountType, DomainFacts, DomainLifecycle, UserCreated, UserFacts,
+};
+use engine::event::infrastructure::{
+    DiskOfferingFacts, DiskOfferingLifecycle, ServiceOfferingFacts, ServiceOfferingLifecycle,
+    ZoneFacts, ZoneLifecycle,
+};
+use engine::event::{
+    AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, NewEvent, ServiceOfferingEvent,
+    UserEvent, ZoneEvent,
+};
+use engine::ids::derived_event_id;
+use engine::secrets;
+use projections::identity::{AccountState, UserRow};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::commands::domains::IDENTITY;
+use crate::commands::users::key_registration;
+use crate::context::Ctx;
+use crate::error::ApiError;
+
+/// Where the first run writes the admin's credentials, inside the data directory.
+pub const CREDENTIALS_FILE: &str = "admin-credentials.json";
+
+/// The root admin's credentials, as printed at first start and by `ledgerstack admin keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminCredentials {
+    /// Login name (`admin`).
+    pub username: String,
+    /// Password for `login` (generated; change it with `updateUser`).
+    pub password: String,
+    /// API key.
+    pub api_key: String,
+    /// Secret key for signing.
+    pub secret_key: String,
+}
+
+/// Why bootstrapping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// Appending the bootstrap events failed.
+    #[error("creating the ROOT domain and admin account: {0}")]
+    Api(#[from] ApiError),
+    /// The credentials file could not be written or read.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The credentials file is not what the first run wrote.
+    #[error("{path} is not a credentials file: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// On an empty log, creates ROOT, the `admin` account and user and their key pair, writes the
+/// credentials file, and returns the credentials to print. Returns `None` when the log already
+/// has a ROOT domain (every later start).
+pub async fn ensure_admin(
+    ctx: &Ctx,
+    data_dir: &Path,
+) -> Result<Option<AdminCredentials>, BootstrapError> {
+    if !ctx.models.read().identity.domains.is_empty() {
+        return Ok(None);
+    }
+    let root = Uuid::new_v4();
+    let account_id = Uuid::new_v4();
+    let user_id = Uuid::new_v4();
+    let password = secrets::generate_session_key();
+    let password_hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+            .await
+            .map_err(|e| ApiError::internal(format!("hashing the admin password: {e}")))?
+    };
+    let (api_key, secret_key) = secrets::generate_api_key_pair();
+    let user = UserFacts {
+        user_id,
+        username: "admin".into(),
+        account_id,
+        domain_id: root,
+        first_name: "Admin".into(),
+        last_name: "User".into(),
+        email: None,
+        timezone: None,
+    };
+    let row = UserRow {
+        facts: user.clone(),
+        state: AccountState::Enabled,
+        created: ctx.clock.now(),
+        password_hash: None,
+        api_key: None,
+        secret_key: None,
+    };
+    let written = ctx
+        .decide(IDENTITY, |state| {
+            if !state.identity.domains.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![
+                NewEvent::new(EventBody::Domain(DomainEvent::Create(DomainLifecycle {
+                    domain: DomainFacts {
+                        domain_id: root,
+                        name: "ROOT".into(),
+                        parent_id: None,
+                        path: "/".into(),
+                        network_domain: None,
+                    },
+                }))),
+                NewEvent::new(EventBody::Account(AccountEvent::Create(AccountCreated {
+                    account: AccountFacts {
+                        account_id,
+                        name: "admin".into(),
+                        account_type: AccountType::RootAdmin,
+                        domain_id: root,
+                        network_domain: None,
+                    },
+                }))),
+                NewEvent::new(EventBody::User(UserEvent::Create(UserCreated {
+                    user: user.clone(),
+                    password_hash: Some(password_hash.clone()),
+                }))),
+                NewEvent::new(key_registration(ctx, &row, api_key.clone(), &secret_key)),
+            ])
+        })
+        .await?;
+    if written.is_none() {
+        return Ok(None);
+    }
+    let credentials = AdminCredentials {
+        username: "admin".into(),
+        password,
+        api_key,
+        secret_key,
+    };
+    write_credentials(data_dir, &credentials)?;
+    Ok(Some(credentials))
+}
+
+fn write_credentials(data_dir: &Path, credentials: &AdminCredentials) -> Result<(), BootstrapError> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let file_error = |source| BootstrapError::File {
+        path: path.clone(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(credentials).map_err(|e| BootstrapError::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(file_error)?;
+    file.write_all(text.as_bytes()).map_err(file_error)?;
+    file.write_all(b"\n").map_err(file_error)?;
+    file.sync_all().map_err(file_error)?;
+    Ok(())
+}
+
+/// Reads the credentials the first run wrote (`ledgerstack admin keys`).
+pub fn read_credentials(data_dir: &Path) -> Result<AdminCredentials, BootstrapError> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| BootstrapError::File {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| BootstrapError::Format {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Names the demo entities: their ids are derived from this, so seeding twice is a no-op.
+const DEMO: Uuid = Uuid::from_u128(0x6c656467_6572_7374_6163_6b2d64656d6f);
+
+/// What `serve --demo` seeds (ids, for tests and the README).
+pub fn demo_id(kind: &str) -> Uuid {
+    derived_event_id(DEMO, kind)
+}
+
+/// Seeds a zone, two service offerings, a fixed-size and a custom-size disk offering, unless
+/// the catalog already has a zone.
+pub async fn seed_demo(ctx: &Ctx) -> Result<bool, ApiError> {
+    let written = ctx
+        .decide("catalog", |state| {
+            if !state.catalog.zones.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(demo_events())
+        })
+        .await?;
+    Ok(written.is_some())
+}
+
+fn demo_events() -> Vec<NewEvent> {
+    let zone = ZoneFacts {
+        zone_id: demo_id("zone"),
+        name: "Demo Zone".into(),
+        description: Some("seeded by ledgerstack serve --demo".into()),
+        network_type: "Advanced".into(),
+        dns1: Some([8, 8, 8, 8].into()),
+        dns2: None,
+        internal_dns1: Some([10, 0, 0, 1].into()),
+        internal_dns2: None,
+        guest_cidr: Some("10.1.0.0/16".into()),
+        network_domain: Some("demo.internal".into()),
+        security_group_enabled: false,
+        local_storage_enabled: true,
+        allocation_state: "Enabled".into(),
+    };
+    let service = |kind: &str, name: &str, cpus: u32, speed: u32, memory: u64| ServiceOfferingFacts {
+        service_offering_id: demo_id(kind),
+        name: name.into(),
+        display_text: format!("{name}: {cpus} vCPU x {speed} MHz, {memory} MiB"),
+        cpu_number: Some(cpus),
+        cpu_speed: Some(speed),
+        memory: Some(memory),
+        is_customized: false,
+        offer_ha: false,
+        limit_cpu_use: false,
+        dynamic_scaling_enabled: true,
+        storage_type: "shared".into(),
+        host_tags: None,
+        storage_tags: None,
+        root_disk_size: None,
+        domain_ids: vec![],
+        zone_ids: vec![],
+        system_vm_type: None,
+    };
+    let disk = |kind: &str, name: &str, gib: Option<u64>| DiskOfferingFacts {
+        disk_offering_id: demo_id(kind),
+        name: name.into(),
+        display_text: match gib {
+            Some(g) => format!("{name}: {g} GiB"),
+            None => format!("{name}: any size"),
+        },
+        disk_size: gib.map(|g| g << 30),
+        is_customized: gib.is_none(),
+        storage_type: "shared".into(),
+        tags: None,
+        min_iops: None,
+        max_iops: None,
+        domain_ids: vec![],
+        zone_ids: vec![],
+    };
+    let seeded = |kind: &str, body: EventBody| NewEvent::with_id(demo_id(&format!("event:{kind}")), body);
+    vec![
+        seeded("zone", EventBody::Zone(ZoneEvent::Create(ZoneLifecycle { zone }))),
+        seeded(
+            "small",
+            EventBody::ServiceOffering(ServiceOfferingEvent::Create(ServiceOfferingLifecycle {
+                offering: service("small", "Small Instance", 1, 1000, 512),
+            })),
+        ),
+        seeded(
+            "medium",
+            EventBody::ServiceOffering(ServiceOfferingEvent::Create(ServiceOfferingLifecycle {
+                offering: service("medium", "Medium Instance", 2, 2000, 2048),
+            })),
+        ),
+        seeded(
+            "disk-small",
+            EventBody::DiskOffering(DiskOfferingEvent::Create(DiskOfferingLifecycle {
+                offering: disk("disk-small", "Small", Some(5)),
+            })),
+        ),
+        seeded(
+            "disk-custom",
+            EventBody::DiskOffering(DiskOfferingEvent::Create(DiskOfferingLifecycle {
+                offering: disk("disk-custom", "Custom", None),
+            })),
+        ),
+    ]
+}

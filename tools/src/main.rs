@@ -2,6 +2,7 @@
 //! subcommand's logic lives in a library (`engine`, later `api`, `usage`); this crate only turns
 //! arguments into calls and results into output.
 
+mod admin;
 mod bench;
 mod serve;
 
@@ -34,6 +35,11 @@ enum LogFormat {
 enum Command {
     /// Run Ledgerstack on its embedded event log (no database to set up).
     Serve(serve::ServeArgs),
+    /// Operator commands on a data directory.
+    Admin {
+        #[command(subcommand)]
+        which: admin::AdminCommand,
+    },
     /// Measure performance against baselines taken in the same run.
     Bench {
         #[command(subcommand)]
@@ -66,6 +72,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Admin { which } => admin::run(which),
             Command::Bench { which } => bench::run(which).await,
         }
     })

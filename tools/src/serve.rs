@@ -1,56 +1,87 @@
-//! `ledgerstack serve`: opens the embedded log (recovering it if the last run crashed) and
-//! keeps it open until interrupted. The CloudStack API is served from here once it lands.
+//! `ledgerstack serve`: the CloudStack API on the embedded event log.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use engine::clock::SystemClock;
-use engine::store::EventStore;
-use engine::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use anyhow::{Context, Result, bail};
+use api::app::{self, ClockChoice, ServerOptions};
+use engine::time::Timestamp;
 use tracing::info;
 
 /// Arguments of `ledgerstack serve`.
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
-    /// Where the event log and its index live (created if missing).
+    /// Where the event log, read models, master key and admin credentials live (created if
+    /// missing).
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
+    /// Address to answer on (`/client/api`). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// `system`, or `manual`: time moves only with the root-admin command `advanceClock`, so
+    /// tests can run days of usage in seconds.
+    #[arg(long, default_value = "system")]
+    clock: String,
+    /// First reading of the manual clock (RFC 3339, e.g. 2024-05-01T00:00:00Z).
+    #[arg(long)]
+    clock_start: Option<String>,
+    /// Seed a demo zone, service offerings and disk offerings so a new user can deploy at once.
+    #[arg(long)]
+    demo: bool,
+    /// Rebuild the read models from the log instead of resuming from their checkpoint.
+    #[arg(long)]
+    rebuild_read_models: bool,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
-    let data_dir = args.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        EmbeddedStore::open(
-            &data_dir,
-            EmbeddedOptions {
-                clock: Arc::new(SystemClock),
-                ..EmbeddedOptions::default()
-            },
-        )
+    let clock = match (args.clock.as_str(), &args.clock_start) {
+        ("system", None) => ClockChoice::System,
+        ("system", Some(_)) => bail!("--clock-start needs --clock manual"),
+        ("manual", start) => ClockChoice::Manual {
+            start: start
+                .as_deref()
+                .map(|s| s.parse::<Timestamp>())
+                .transpose()
+                .context("--clock-start must be an RFC 3339 time such as 2024-05-01T00:00:00Z")?,
+        },
+        (other, _) => bail!("--clock must be system or manual, not {other:?}"),
+    };
+    let running = app::open(ServerOptions {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        clock,
+        demo: args.demo,
+        rebuild_read_models: args.rebuild_read_models,
     })
-    .await?
-    .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?;
-    let head = store.head().await?;
-    info!(data_dir = %args.data_dir.display(), events = head.0, "event log open");
-    println!(
-        "Ledgerstack is running on {} ({} events in the log). Press Ctrl-C to stop.",
-        args.data_dir.display(),
-        head.0
-    );
-
-    shutdown_signal().await?;
-    info!("shutting down");
-    let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await?;
-    println!(
-        "Stopped. {} events in the log, {} appended in this run.",
-        store.head().await.map(|p| p.0).unwrap_or(head.0),
-        store
-            .stats()
-            .events
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
+    .await
+    .with_context(|| format!("starting Ledgerstack on {}", args.data_dir.display()))?;
+    let endpoint = format!("http://{}/client/api", running.addr);
+    if let Some(admin) = &running.new_admin {
+        println!("First start: created domain ROOT with the root admin account and user `admin`.");
+        println!("  api key:    {}", admin.api_key);
+        println!("  secret key: {}", admin.secret_key);
+        println!("  password:   {}", admin.password);
+        println!(
+            "Kept in {} (mode 0600); `ledgerstack admin keys --data-dir {}` prints them again.",
+            args.data_dir.join(api::bootstrap::CREDENTIALS_FILE).display(),
+            args.data_dir.display()
+        );
+    }
+    if running.interrupted_jobs > 0 {
+        println!(
+            "{} job(s) were running when the server last stopped; they are marked failed.",
+            running.interrupted_jobs
+        );
+    }
+    info!(%endpoint, data_dir = %args.data_dir.display(), "serving");
+    println!("Ledgerstack API on {endpoint} (data in {}). Ctrl-C stops.", args.data_dir.display());
+    let events = running
+        .serve(async {
+            let _ = shutdown_signal().await;
+        })
+        .await
+        .context("serving the API")?;
+    println!("Stopped. {events} events in the log.");
     Ok(())
 }
 
