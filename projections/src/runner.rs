@@ -171,7 +171,11 @@ pub async fn start(
     let checkpoint = match load(&tree, &mut state, head, mode) {
         Ok(checkpoint) => checkpoint,
         Err(reason) => {
-            warn!(%reason, "rebuilding the read models from the log");
+            if tree.is_empty() {
+                info!("building the read models from the log");
+            } else {
+                warn!(%reason, "rebuilding the read models from the log");
+            }
             tree.clear()?;
             tree.insert(VERSION_KEY, MODEL_VERSION)?;
             state = State::default();
@@ -186,7 +190,7 @@ pub async fn start(
             Some(Ok(event)) => {
                 state.apply(&event);
                 caught_up += 1;
-                if caught_up % PERSIST_EVERY == 0 {
+                if caught_up.is_multiple_of(PERSIST_EVERY) {
                     persist(&tree, &mut state)?;
                 }
             }
@@ -230,7 +234,7 @@ fn load(
     }
     let version = tree.get(VERSION_KEY).map_err(|e| e.to_string())?;
     if version.as_deref() != Some(MODEL_VERSION.as_bytes()) {
-        return Err("the store was written by another version, or is new".into());
+        return Err("the store was written by another version of Ledgerstack".into());
     }
     let checkpoint = match tree.get(CHECKPOINT_KEY).map_err(|e| e.to_string())? {
         Some(bytes) => Position(u64::from_be_bytes(
