@@ -334,7 +334,8 @@ fn check_params(spec: &CommandSpec, params: &Params) -> Result<(), ApiError> {
             }
             _ => {}
         }
-        if p.ty != ParamType::Map && value.chars().count() > p.length as usize {
+        // CloudStack checks the declared length of string parameters only.
+        if p.ty == ParamType::String && value.chars().count() > p.length as usize {
             return Err(invalid(&format!("longer than {} characters", p.length)));
         }
     }

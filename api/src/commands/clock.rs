@@ -300,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn the_command_is_hidden_without_a_manual_clock() {
+    fn the_command_is_sync_root_only_and_needs_the_manual_clock() {
         let spec = &COMMANDS[0];
         assert!(spec.manual_clock_only);
         assert_eq!(spec.roles, Roles::ADMIN);

@@ -350,7 +350,7 @@ async fn list_events(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             !r.deleted && filter.admits(r) && scope.admits(&state, r.account_id, r.domain_id)
         })
         .collect();
-    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created));
     let (count, page) = paging.apply(rows);
     Ok(Reply::List {
         key: "event",
