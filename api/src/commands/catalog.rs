@@ -611,7 +611,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "deleteDiskOffering",
         kind: Kind::Sync,
         roles: Roles::ADMINS,
-        description: "Updates a disk offering.",
+        description: "Deletes a disk offering.",
         params: &[required("id", T::Uuid, "ID of the disk offering")],
         inherits: Inherits::Nothing,
         response: SUCCESS_FIELDS,
@@ -1111,27 +1111,22 @@ fn system_vm_type(call: &Call) -> Result<Option<CompactString>, ApiError> {
     }
 }
 
-/// cpu number, speed and memory: all three set, or none (then chosen at deploy, a custom
+/// cpu number, speed and memory: all three set, or none (`None`: chosen at deploy, a custom
 /// offering), as CloudStack requires.
-fn compute_size(
-    call: &Call,
-    name: &str,
-) -> Result<(Option<u32>, Option<u32>, Option<u64>, bool), ApiError> {
+fn compute_size(call: &Call, name: &str) -> Result<Option<(u32, u32, u64)>, ApiError> {
     let what = format!("service offering {name}");
     let cpu = positive(call, "cpunumber", "cpu number", JAVA_INT_MAX, &what)?;
     let speed = positive(call, "cpuspeed", "cpu speed", JAVA_INT_MAX, &what)?;
     let memory = positive(call, "memory", "memory", JAVA_INT_MAX, &what)?;
     if call.flag("customized") {
-        return Ok((None, None, None, true));
+        return Ok(None);
     }
     match (cpu, speed, memory) {
-        (None, None, None) => Ok((None, None, None, true)),
-        (Some(cpu), Some(speed), Some(memory)) => Ok((
-            Some(cpu as u32),
-            Some(speed as u32),
-            Some(memory as u64),
-            false,
-        )),
+        (None, None, None) => Ok(None),
+        // `positive` bounded all three by i32::MAX, so the conversions are lossless.
+        (Some(cpu), Some(speed), Some(memory)) => {
+            Ok(Some((cpu as u32, speed as u32, memory as u64)))
+        }
         _ => Err(ApiError::invalid_param(
             "For creating a custom compute offering cpu, cpu speed and memory all should be null",
         )),
@@ -1156,16 +1151,16 @@ fn optional_text(call: &Call, name: &str) -> Option<CompactString> {
 
 async fn create_service_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let name = call.required("name")?.trim().to_owned();
-    let (cpu_number, cpu_speed, memory, is_customized) = compute_size(call, &name)?;
+    let size = compute_size(call, &name)?;
     let id = Uuid::new_v4();
     let template = ServiceOfferingFacts {
         service_offering_id: id,
         name: name.as_str().into(),
         display_text: call.str("displaytext").unwrap_or(&name).to_owned(),
-        cpu_number,
-        cpu_speed,
-        memory,
-        is_customized,
+        cpu_number: size.map(|(cpu, _, _)| cpu),
+        cpu_speed: size.map(|(_, speed, _)| speed),
+        memory: size.map(|(_, _, memory)| memory),
+        is_customized: size.is_none(),
         offer_ha: call.flag("offerha"),
         limit_cpu_use: call.flag("limitcpuuse"),
         dynamic_scaling_enabled: call.bool_opt("dynamicscalingenabled").unwrap_or(true),
