@@ -102,7 +102,7 @@ impl Identity {
         let at = event.envelope.occurred_at;
         match &*event.body {
             EventBody::Domain(DomainEvent::Create(e)) => {
-                let level = e.domain.path.matches('/').count().saturating_sub(1) as u32;
+                let level = e.domain.path.split('/').filter(|s| !s.is_empty()).count() as u32;
                 self.domains.insert(
                     e.domain.domain_id,
                     DomainRow {

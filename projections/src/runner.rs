@@ -21,7 +21,7 @@ use crate::table::{PersistedTable, Table};
 
 /// Bumped whenever a row type or an `apply` changes meaning: a store written by another
 /// version is rebuilt from the log rather than trusted.
-const MODEL_VERSION: &str = "ledgerstack-read-models-3";
+const MODEL_VERSION: &str = "ledgerstack-read-models-4";
 const VERSION_KEY: &[u8] = b"\0model-version";
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// Persist at least this often during a long catch-up, so a crash mid-rebuild loses little.
