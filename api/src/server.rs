@@ -26,7 +26,7 @@ use crate::registry::{self, CommandSpec, ParamType, Role};
 use crate::response::{Format, Reply, envelope_name, error_body, render};
 
 /// Longest query string accepted (431 beyond): far above what any real call needs.
-pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 /// Largest form body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most distinct parameters in one call (431 beyond).

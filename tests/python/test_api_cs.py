@@ -28,7 +28,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import cs
 import pytest
@@ -949,3 +949,48 @@ def test_list_events_shows_account_create_and_the_delete_job(server, api, comman
     # Newest first.
     created_order = [r["created"] for r in rows]
     assert created_order == sorted(created_order, reverse=True)
+
+
+# --- Request limits and odd input: clear errors, nothing appended, the server stays up ---
+
+
+def _event_count(api) -> int:
+    return api.listEvents(listall=True, pagesize=1, page=1).get("count", 0)
+
+
+def test_oversized_body_is_413_and_appends_nothing(server, api):
+    before = _event_count(api)
+    # The body is refused unread, so only the query string can name the command and format.
+    r = requests.post(server.endpoint + "?command=createDomain&response=json",
+                      data={"name": "x" * (2 * 1024 * 1024)}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 413, r.text
+    assert r.json()["createdomainresponse"]["errorcode"] == 413
+    assert _event_count(api) == before
+
+
+def test_overlong_request_line_is_431(server):
+    r = requests.get(server.endpoint + "?command=listZones&response=json&junk=" + "a" * (20 * 1024),
+                     timeout=HTTP_TIMEOUT)
+    assert r.status_code == 431, r.text
+    assert "request line too long" in r.headers["X-Description"]
+
+
+def test_too_many_parameters_is_431(server):
+    query = "&".join(f"p{i}=1" for i in range(1100))
+    r = requests.get(f"{server.endpoint}?command=listZones&response=json&{query}", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 431, r.text
+    assert "too many parameters" in r.headers["X-Description"]
+
+
+def test_invalid_utf8_and_duplicate_parameters_are_handled_as_cloudstack_does(server, api):
+    # A repeated name: the last value wins (here: a bad then a good response format).
+    params = {"command": "listZones", "apiKey": server.api_key, "response": "json"}
+    params["signature"] = sign(params, server.secret_key)
+    query = "response=xml&" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    r = requests.get(f"{server.endpoint}?{query}", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200 and r.json()["listzonesresponse"]["count"] >= 1
+    # Invalid UTF-8 in a value is decoded with U+FFFD: the request is refused by signature, not a crash.
+    r = requests.get(f"{server.endpoint}?command=listZones&apiKey=x&signature=%FF%FE&response=json",
+                     timeout=HTTP_TIMEOUT)
+    assert r.status_code == 401
+    assert api.listZones()["count"] >= 1
