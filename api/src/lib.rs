@@ -6,6 +6,7 @@
 //! CloudStack error code in exactly one place ([`error::ApiError`]).
 
 pub mod app;
+pub mod bench;
 pub mod bootstrap;
 pub mod call;
 pub mod commands;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use api::bench::{ApiBenchConfig, ApiBenchReport, Rate, TARGET_RATIO};
 use engine::bench::{AppendBenchConfig, AppendBenchReport, BenchProgress, Figure};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -15,6 +16,26 @@ pub(crate) enum BenchCommand {
     /// Event log appends (1, 8, 64 appenders; batched) and replay, against the fsync and
     /// sequential-read limits of the same disk.
     Append(AppendArgs),
+    /// Signed `listZones` requests per second through the real server (in-process, demo data),
+    /// against an axum handler answering the same bytes without parsing or authentication.
+    Api(ApiArgs),
+}
+
+/// Arguments of `ledgerstack bench api`.
+#[derive(clap::Args)]
+pub(crate) struct ApiArgs {
+    /// Interleaved rounds: each runs both servers for one slice.
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// Seconds each server is measured per round.
+    #[arg(long, default_value_t = 2.0)]
+    slice: f64,
+    /// Concurrent keep-alive connections to each server.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ledgerstack bench append`.
@@ -46,6 +67,7 @@ pub(crate) struct AppendArgs {
 pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Append(args) => append(args).await,
+        BenchCommand::Api(args) => api_bench(args).await,
     }
 }
 
@@ -264,5 +286,114 @@ fn print_table(dir: &std::path::Path, r: &AppendBenchReport) {
     println!(
         "target: replay within 3 x of B ........ {slowdown:.2} x slower  {}",
         verdict(slowdown <= 3.0)
+    );
+}
+
+async fn api_bench(args: ApiArgs) -> Result<()> {
+    anyhow::ensure!(args.slice > 0.0, "--slice must be positive");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be positive");
+    anyhow::ensure!(args.connections > 0, "--connections must be positive");
+    let config = ApiBenchConfig {
+        rounds: args.rounds,
+        slice: Duration::from_secs_f64(args.slice),
+        connections: args.connections,
+    };
+    let bars = Bars {
+        current: Mutex::new(None),
+    };
+    let report = api::bench::run_api_bench(&config, &bars)
+        .await
+        .context("bench api")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&api_report_json(&report))?
+        );
+    } else {
+        print_api_table(&report);
+    }
+    Ok(())
+}
+
+fn rate_json(r: &Rate) -> serde_json::Value {
+    serde_json::json!({
+        "requests": r.requests,
+        "seconds": r.elapsed.as_secs_f64(),
+        "requests_per_second": r.per_second(),
+    })
+}
+
+fn api_report_json(r: &ApiBenchReport) -> serde_json::Value {
+    serde_json::json!({
+        "connections": r.config.connections,
+        "slice_seconds": r.config.slice.as_secs_f64(),
+        "cpus": r.cpus,
+        "body_bytes": r.body_bytes,
+        "content_type": r.content_type,
+        "zones": r.zones,
+        "errors": r.errors,
+        "rounds": r.rounds.iter().map(|round| serde_json::json!({
+            "order": if round.signed_first { "signed, baseline" } else { "baseline, signed" },
+            "signed": rate_json(&round.signed),
+            "baseline": rate_json(&round.baseline),
+            "ratio": round.ratio(),
+        })).collect::<Vec<_>>(),
+        "signed": rate_json(&r.signed_total()),
+        "baseline": rate_json(&r.baseline_total()),
+        "ratios": {
+            "median_signed_vs_baseline": r.median_ratio(),
+            "overall_signed_vs_baseline": r.overall_ratio(),
+            "target": TARGET_RATIO,
+            "target_met": r.target_met(),
+        },
+    })
+}
+
+fn print_api_table(r: &ApiBenchReport) {
+    println!(
+        "ledgerstack bench api: signed listZones (JSON, {} bytes, {} zone(s)), {} connections, \
+         {} x {:.1} s interleaved, {} CPU(s) shared with the load generator",
+        r.body_bytes,
+        r.zones,
+        r.config.connections,
+        r.rounds.len(),
+        r.config.slice.as_secs_f64(),
+        r.cpus
+    );
+    println!(
+        "{:<8} {:<18} {:>14} {:>16} {:>10}",
+        "round", "order", "signed req/s", "baseline req/s", "ratio"
+    );
+    for (i, round) in r.rounds.iter().enumerate() {
+        println!(
+            "{:<8} {:<18} {:>14} {:>16} {:>10}",
+            i + 1,
+            if round.signed_first {
+                "signed first"
+            } else {
+                "baseline first"
+            },
+            thousands(round.signed.per_second()),
+            thousands(round.baseline.per_second()),
+            format!("{:.2} x B", round.ratio())
+        );
+    }
+    println!(
+        "{:<8} {:<18} {:>14} {:>16} {:>10}",
+        "all",
+        "",
+        thousands(r.signed_total().per_second()),
+        thousands(r.baseline_total().per_second()),
+        format!("{:.2} x B", r.overall_ratio())
+    );
+    println!(
+        "every response checked: HTTP 200 and the expected body; {} errors",
+        r.errors
+    );
+    println!();
+    let median = r.median_ratio();
+    println!(
+        "target: signed >= {TARGET_RATIO} x baseline (median of rounds) ... {median:.2} x  {}",
+        verdict(r.target_met())
     );
 }

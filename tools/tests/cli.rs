@@ -140,3 +140,39 @@ fn bench_append_refuses_bad_arguments_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--appenders must include 1"));
 }
+
+/// A small run of the API benchmark: it starts the real server and the baseline, checks every
+/// answer (any wrong answer is a non-zero exit) and reports a rate for both. Timings are not
+/// asserted.
+#[test]
+fn bench_api_smoke_run_answers_every_request_correctly() {
+    let out = ledgerstack()
+        .args(["bench", "api", "--rounds", "2", "--slice", "0.2"])
+        .args(["--connections", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["connections"], 4);
+    assert!(report["zones"].as_u64().unwrap() >= 1, "{report}");
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for round in rounds {
+        for side in ["signed", "baseline"] {
+            let rate = round[side]["requests_per_second"].as_f64().unwrap_or(0.0);
+            assert!(rate > 0.0, "{side} has no rate: {report}");
+        }
+        assert!(round["ratio"].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(
+        report["ratios"]["median_signed_vs_baseline"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}

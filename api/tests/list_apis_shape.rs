@@ -1,0 +1,307 @@
+//! The `cmk sync` contract (spec/api.md "API discovery"): `listApis` over real HTTP, signed as
+//! the root admin, has every key `cmk` reads with the type it expects, for every api, and the
+//! sync/async nature spec/commands.md gives. A missing key or a wrong type crashes `cmk`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use api::app::{self, ClockChoice, ServerOptions};
+use api::protocol::params::Params;
+use api::protocol::signature;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Parameter types `cmk` knows (spec/api.md "API discovery").
+const PARAM_TYPES: &[&str] = &[
+    "boolean", "date", "float", "double", "integer", "short", "list", "long", "object", "map",
+    "string", "uuid",
+];
+
+/// Sync (false) or async (true), from spec/commands.md.
+const NATURE: &[(&str, bool)] = &[
+    ("deleteDomain", true),
+    ("disableAccount", true),
+    ("deleteAccount", true),
+    ("disableUser", true),
+    ("createDomain", false),
+    ("enableAccount", false),
+    ("lockAccount", false),
+    ("deleteUser", false),
+    ("enableUser", false),
+    ("createZone", false),
+    ("createServiceOffering", false),
+    ("updateConfiguration", false),
+    ("queryAsyncJobResult", false),
+];
+
+/// A server answering on a temporary data directory until dropped.
+struct Server {
+    addr: SocketAddr,
+    api_key: String,
+    secret_key: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(clock: ClockChoice) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let running = app::open(ServerOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock,
+            demo: false,
+            rebuild_read_models: false,
+        })
+        .await
+        .unwrap();
+        let admin = running
+            .new_admin
+            .clone()
+            .expect("a fresh directory creates the admin");
+        let addr = running.addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            running
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Server {
+            addr,
+            api_key: admin.api_key,
+            secret_key: admin.secret_key,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// GET `/client/api` signed as the root admin with `pairs` plus apiKey and signature;
+    /// returns the HTTP status and the body parsed as JSON.
+    async fn signed_get(&self, pairs: &[(&str, &str)]) -> (u16, Value) {
+        let mut params = Params::default();
+        params.insert("apiKey", &self.api_key);
+        for (name, value) in pairs {
+            params.insert(name, value);
+        }
+        let signature = signature::sign(&params, &self.secret_key);
+        let mut query = format!("apiKey={}", encode(&self.api_key));
+        for (name, value) in pairs {
+            query.push_str(&format!("&{name}={}", encode(value)));
+        }
+        query.push_str(&format!("&signature={}", encode(&signature)));
+        let addr = self.addr;
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            write!(
+                stream,
+                "GET /client/api?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).unwrap();
+            raw
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8(raw).expect("a UTF-8 response");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+        let status: u16 = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
+        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        (status, json)
+    }
+
+    /// `listApis&response=json`: the `api` array, after checking `count` against it.
+    async fn list_apis(&self) -> Vec<Value> {
+        let (status, json) = self
+            .signed_get(&[("command", "listApis"), ("response", "json")])
+            .await;
+        assert_eq!(status, 200, "{json}");
+        let response = &json["listapisresponse"];
+        let apis = response["api"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no api array: {json}"))
+            .clone();
+        assert_eq!(
+            response["count"].as_u64(),
+            Some(apis.len() as u64),
+            "count must equal the number of apis listed"
+        );
+        apis
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every way `api` departs from what `cmk` reads, as readable lines.
+fn shape_problems(api: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = api["name"].as_str().unwrap_or("<no name>").to_owned();
+    let mut problem = |what: String| problems.push(format!("{name}: {what}"));
+    if !api.is_object() {
+        problem(format!("not an object: {api}"));
+        return problems;
+    }
+    if !api["name"].is_string() {
+        problem(format!("name is not a string: {}", api["name"]));
+    }
+    if !api["isasync"].is_boolean() {
+        problem(format!("isasync is not a boolean: {}", api["isasync"]));
+    }
+    if !api["description"].is_string() {
+        problem(format!(
+            "description is not a string: {}",
+            api["description"]
+        ));
+    }
+    for key in ["related", "since", "type"] {
+        if let Some(value) = api.get(key)
+            && !value.is_string()
+        {
+            problem(format!("{key} is present but not a string: {value}"));
+        }
+    }
+    match api["response"].as_array() {
+        None => problem(format!("response is not an array: {}", api["response"])),
+        Some(fields) => {
+            for field in fields {
+                if !field["name"].is_string() {
+                    problem(format!("a response field without a string name: {field}"));
+                }
+            }
+        }
+    }
+    let Some(params) = api["params"].as_array() else {
+        problem(format!("params is not an array: {}", api["params"]));
+        return problems;
+    };
+    for param in params {
+        let pname = param["name"].as_str().unwrap_or("<no name>");
+        if !param["name"].is_string() {
+            problem(format!("a param without a string name: {param}"));
+        }
+        match param["type"].as_str() {
+            Some(ty) if PARAM_TYPES.contains(&ty) => {}
+            _ => problem(format!(
+                "param {pname}: type is not one cmk knows: {}",
+                param["type"]
+            )),
+        }
+        if !param["required"].is_boolean() {
+            problem(format!(
+                "param {pname}: required is not a boolean: {}",
+                param["required"]
+            ));
+        }
+        if !param["description"].is_string() {
+            problem(format!(
+                "param {pname}: description is not a string: {}",
+                param["description"]
+            ));
+        }
+        if !param["length"].is_number() {
+            problem(format!(
+                "param {pname}: length is not a number: {}",
+                param["length"]
+            ));
+        }
+        if let Some(related) = param.get("related")
+            && !related.is_string()
+        {
+            problem(format!(
+                "param {pname}: related is present but not a string: {related}"
+            ));
+        }
+    }
+    problems
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_has_the_keys_and_types_cmk_sync_reads() {
+    let server = Server::start(ClockChoice::System).await;
+    let apis = server.list_apis().await;
+    assert!(
+        apis.len() >= NATURE.len(),
+        "only {} apis listed",
+        apis.len()
+    );
+
+    let mut problems: Vec<String> = apis.iter().flat_map(shape_problems).collect();
+    let mut names: Vec<&str> = apis.iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort_unstable();
+    for pair in names.windows(2) {
+        if pair[0] == pair[1] {
+            problems.push(format!("{} is listed more than once", pair[0]));
+        }
+    }
+    for &(command, is_async) in NATURE {
+        match apis.iter().find(|a| a["name"] == command) {
+            None => problems.push(format!("{command} is not listed")),
+            Some(api) if api["isasync"] != is_async => problems.push(format!(
+                "{command}: isasync is {}, spec/commands.md says {}",
+                api["isasync"],
+                if is_async { "async" } else { "sync" }
+            )),
+            Some(_) => {}
+        }
+    }
+    server.stop().await;
+    assert!(
+        problems.is_empty(),
+        "listApis breaks the cmk sync contract:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advance_clock_is_listed_only_on_the_manual_clock() {
+    let system = Server::start(ClockChoice::System).await;
+    let listed = system.list_apis().await;
+    system.stop().await;
+    assert!(
+        !listed.iter().any(|a| a["name"] == "advanceClock"),
+        "advanceClock is listed on the system clock"
+    );
+
+    let manual = Server::start(ClockChoice::Manual { start: None }).await;
+    let listed = manual.list_apis().await;
+    manual.stop().await;
+    let advance = listed
+        .iter()
+        .find(|a| a["name"] == "advanceClock")
+        .expect("advanceClock is listed on the manual clock");
+    assert_eq!(advance["isasync"], false);
+    assert!(
+        shape_problems(advance).is_empty(),
+        "{:?}",
+        shape_problems(advance)
+    );
+}
