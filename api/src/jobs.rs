@@ -121,7 +121,7 @@ async fn execute(
             job_id,
             outcome: JobOutcome::Succeeded,
             result_code: 0,
-            result: JsonDocument::new(&reply.job_result()),
+            result: JsonDocument::new(&reply.into_job_result()),
         },
         Err(error) => failure(job_id, &error.for_caller(is_root_admin)),
     };

@@ -42,7 +42,10 @@ impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reply::Async(_) => f.write_str("Reply::Async"),
-            other => write!(f, "{}", other.body_for_sync()),
+            Reply::Object { key, .. } => write!(f, "Reply::Object({key})"),
+            Reply::List { key, count, .. } => write!(f, "Reply::List({key}, {count})"),
+            Reply::Success { .. } => f.write_str("Reply::Success"),
+            Reply::Flat(map) => write!(f, "Reply::Flat({} fields)", map.len()),
         }
     }
 }
@@ -53,40 +56,43 @@ impl Reply {
         Reply::Success { display_text: None }
     }
 
-    /// The body under `<cmd>response` for a synchronous answer.
-    pub fn body_for_sync(&self) -> Value {
+    /// The body under `<cmd>response` for a synchronous answer. Takes the reply by value: a
+    /// list's items move into the body rather than being copied.
+    pub fn into_body(self) -> Value {
+        let mut body = Map::new();
         match self {
-            Reply::Object { key, value } => json!({ *key: value }),
+            Reply::Object { key, value } => {
+                body.insert(key.to_owned(), value);
+            }
             Reply::List { key, count, items } => {
-                if items.is_empty() && *count == 0 {
-                    json!({})
-                } else {
-                    json!({ "count": count, *key: items })
+                if count > 0 || !items.is_empty() {
+                    body.insert("count".to_owned(), count.into());
+                    body.insert(key.to_owned(), Value::Array(items));
                 }
             }
             Reply::Success { display_text } => {
-                let mut body = json!({ "success": true });
+                body.insert("success".to_owned(), true.into());
                 if let Some(text) = display_text {
-                    body["displaytext"] = Value::String(text.clone());
+                    body.insert("displaytext".to_owned(), text.into());
                 }
-                body
             }
-            Reply::Flat(map) => Value::Object(map.clone()),
-            Reply::Async(_) => json!({}),
+            Reply::Flat(map) => body = map,
+            Reply::Async(_) => {}
         }
+        Value::Object(body)
     }
 
     /// The `jobresult` of an async job that answered this.
-    pub fn job_result(&self) -> Value {
+    pub fn into_job_result(self) -> Value {
         match self {
             Reply::Success { display_text } => {
                 let mut body = json!({ "success": true });
                 if let Some(text) = display_text {
-                    body["details"] = Value::String(text.clone());
+                    body["details"] = Value::String(text);
                 }
                 body
             }
-            other => other.body_for_sync(),
+            other => other.into_body(),
         }
     }
 }
@@ -142,9 +148,14 @@ pub fn render(envelope: &str, mut body: Value, format: Format) -> String {
     strip_nulls(&mut body);
     match format {
         Format::Json => {
-            let mut outer = Map::new();
-            outer.insert(envelope.to_owned(), body);
-            Value::Object(outer).to_string()
+            // Written around the body rather than wrapping it in another map: no extra copy.
+            let mut out = String::with_capacity(envelope.len() + 256);
+            out.push_str("{\"");
+            out.push_str(envelope);
+            out.push_str("\":");
+            out.push_str(&body.to_string());
+            out.push('}');
+            out
         }
         Format::Xml => {
             let mut out = String::with_capacity(256);
@@ -235,7 +246,7 @@ mod tests {
             items: vec![],
         };
         assert_eq!(
-            render("listzonesresponse", reply.body_for_sync(), Format::Json),
+            render("listzonesresponse", reply.into_body(), Format::Json),
             r#"{"listzonesresponse":{}}"#
         );
     }
@@ -248,7 +259,7 @@ mod tests {
             items: vec![json!({"id": "a", "name": "x<y"}), json!({"id": "b", "tags": []})],
         };
         assert_eq!(
-            render("listzonesresponse", reply.body_for_sync(), Format::Xml),
+            render("listzonesresponse", reply.into_body(), Format::Xml),
             concat!(
                 r#"<?xml version="1.0" encoding="UTF-8"?><listzonesresponse cloud-stack-version="4.22.0.0">"#,
                 "<count>2</count><zone><id>a</id><name>x&lt;y</name></zone><zone><id>b</id></zone>",

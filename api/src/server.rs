@@ -216,7 +216,7 @@ async fn dispatch(ctx: &Ctx, request: Request) -> Result<Answer, ApiError> {
         Reply::Async(work) => jobs::submit(ctx, &call, work).await?,
         other => other,
     };
-    Ok(reply.body_for_sync().into())
+    Ok(reply.into_body().into())
 }
 
 /// Who is calling: by API key and signature, or by session.

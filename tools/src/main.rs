@@ -12,6 +12,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// A server answers each request with dozens of short-lived allocations (parameters, JSON
+/// values, the rendered body); mimalloc serves them markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ledgerstack: an event-sourced cloud management engine that speaks the Apache CloudStack API.
 #[derive(Parser)]
 #[command(name = "ledgerstack", version)]
