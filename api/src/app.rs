@@ -98,7 +98,9 @@ pub struct Running {
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,10 +143,13 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
     if let Some(manual) = &manual_clock {
         // The manual clock never starts before what the log already recorded, so recorded-at
         // keeps moving forward across restarts.
-        let head = shared_store.head().await.map_err(|source| StartError::Log {
-            dir: options.data_dir.clone(),
-            source,
-        })?;
+        let head = shared_store
+            .head()
+            .await
+            .map_err(|source| StartError::Log {
+                dir: options.data_dir.clone(),
+                source,
+            })?;
         if head.0 > 0
             && let Ok(last) = shared_store.read_all(head, 1).await
             && let Some(last) = last.first()
@@ -157,8 +162,12 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
     } else {
         StartMode::Resume
     };
-    let (models, runner) =
-        runner::start(shared_store.clone(), &options.data_dir.join("read-models"), mode).await?;
+    let (models, runner) = runner::start(
+        shared_store.clone(),
+        &options.data_dir.join("read-models"),
+        mode,
+    )
+    .await?;
     let ctx = Ctx::new(Shared {
         store: shared_store,
         models,

@@ -152,7 +152,10 @@ pub async fn ensure_admin(
     Ok(Some(credentials))
 }
 
-fn write_credentials(data_dir: &Path, credentials: &AdminCredentials) -> Result<(), BootstrapError> {
+fn write_credentials(
+    data_dir: &Path,
+    credentials: &AdminCredentials,
+) -> Result<(), BootstrapError> {
     let path = data_dir.join(CREDENTIALS_FILE);
     let file_error = |source| BootstrapError::File {
         path: path.clone(),
@@ -226,25 +229,26 @@ fn demo_events() -> Vec<NewEvent> {
         local_storage_enabled: true,
         allocation_state: "Enabled".into(),
     };
-    let service = |kind: &str, name: &str, cpus: u32, speed: u32, memory: u64| ServiceOfferingFacts {
-        service_offering_id: demo_id(kind),
-        name: name.into(),
-        display_text: format!("{name}: {cpus} vCPU x {speed} MHz, {memory} MiB"),
-        cpu_number: Some(cpus),
-        cpu_speed: Some(speed),
-        memory: Some(memory),
-        is_customized: false,
-        offer_ha: false,
-        limit_cpu_use: false,
-        dynamic_scaling_enabled: true,
-        storage_type: "shared".into(),
-        host_tags: None,
-        storage_tags: None,
-        root_disk_size: None,
-        domain_ids: vec![],
-        zone_ids: vec![],
-        system_vm_type: None,
-    };
+    let service =
+        |kind: &str, name: &str, cpus: u32, speed: u32, memory: u64| ServiceOfferingFacts {
+            service_offering_id: demo_id(kind),
+            name: name.into(),
+            display_text: format!("{name}: {cpus} vCPU x {speed} MHz, {memory} MiB"),
+            cpu_number: Some(cpus),
+            cpu_speed: Some(speed),
+            memory: Some(memory),
+            is_customized: false,
+            offer_ha: false,
+            limit_cpu_use: false,
+            dynamic_scaling_enabled: true,
+            storage_type: "shared".into(),
+            host_tags: None,
+            storage_tags: None,
+            root_disk_size: None,
+            domain_ids: vec![],
+            zone_ids: vec![],
+            system_vm_type: None,
+        };
     let disk = |kind: &str, name: &str, gib: Option<u64>| DiskOfferingFacts {
         disk_offering_id: demo_id(kind),
         name: name.into(),
@@ -261,9 +265,13 @@ fn demo_events() -> Vec<NewEvent> {
         domain_ids: vec![],
         zone_ids: vec![],
     };
-    let seeded = |kind: &str, body: EventBody| NewEvent::with_id(demo_id(&format!("event:{kind}")), body);
+    let seeded =
+        |kind: &str, body: EventBody| NewEvent::with_id(demo_id(&format!("event:{kind}")), body);
     vec![
-        seeded("zone", EventBody::Zone(ZoneEvent::Create(ZoneLifecycle { zone }))),
+        seeded(
+            "zone",
+            EventBody::Zone(ZoneEvent::Create(ZoneLifecycle { zone })),
+        ),
         seeded(
             "small",
             EventBody::ServiceOffering(ServiceOfferingEvent::Create(ServiceOfferingLifecycle {

@@ -65,7 +65,11 @@ impl Ctx {
     /// owns the invariant, expecting the version the decision was made at (DESIGN.md invariant
     /// 8); when another decision won meanwhile, decides again on the newer state. Returns once
     /// the read models include the append (invariant 7). An empty decision appends nothing.
-    pub async fn decide<F>(&self, stream: &str, decide: F) -> Result<Option<AppendOutcome>, ApiError>
+    pub async fn decide<F>(
+        &self,
+        stream: &str,
+        decide: F,
+    ) -> Result<Option<AppendOutcome>, ApiError>
     where
         F: Fn(&State) -> Result<Vec<NewEvent>, ApiError>,
     {
@@ -244,7 +248,13 @@ pub struct ApiUsage {
 
 impl Throttle {
     /// Counts one call; `Err(retry_after_ms)` when the account is over its limit.
-    pub fn admit(&self, account: Uuid, interval: Duration, max: u64, cache_size: usize) -> Result<(), u64> {
+    pub fn admit(
+        &self,
+        account: Uuid,
+        interval: Duration,
+        max: u64,
+        cache_size: usize,
+    ) -> Result<(), u64> {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if windows.len() >= cache_size && !windows.contains_key(&account) {
@@ -270,7 +280,9 @@ impl Throttle {
             Some((start, issued)) if now.duration_since(*start) < interval => ApiUsage {
                 issued: *issued,
                 allowed: max.saturating_sub(*issued),
-                expire_after_ms: interval.saturating_sub(now.duration_since(*start)).as_millis() as u64,
+                expire_after_ms: interval
+                    .saturating_sub(now.duration_since(*start))
+                    .as_millis() as u64,
             },
             _ => ApiUsage {
                 issued: 0,

@@ -45,11 +45,7 @@ impl ApiError {
 
     /// 413: the body is larger than the server accepts.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            413,
-            4350,
-            format!("request body larger than {limit} bytes"),
-        )
+        Self::new(413, 4350, format!("request body larger than {limit} bytes"))
     }
 
     /// 429: the account has used its calls for this interval.
@@ -142,7 +138,9 @@ impl ApiError {
     /// internals from them.
     pub fn for_caller(self, is_root_admin: bool) -> Self {
         if self.code == 530 && !is_root_admin {
-            Self::internal("Internal error executing command, please contact your system administrator")
+            Self::internal(
+                "Internal error executing command, please contact your system administrator",
+            )
         } else {
             self
         }

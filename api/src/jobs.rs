@@ -173,7 +173,12 @@ pub async fn fail_interrupted(ctx: &Ctx) -> Result<usize, ApiError> {
         let error = ApiError::internal(
             "the server stopped while this job was running; what it had done is in listEvents; run the command again",
         );
-        complete(ctx, Actor::user(*user_id, *account_id), failure(*job_id, &error)).await?;
+        complete(
+            ctx,
+            Actor::user(*user_id, *account_id),
+            failure(*job_id, &error),
+        )
+        .await?;
         info!(%job_id, "failed a job interrupted by a restart");
     }
     Ok(unfinished.len())

@@ -149,7 +149,11 @@ pub struct ResponseField {
 }
 
 /// A response field.
-pub const fn field(name: &'static str, ty: &'static str, description: &'static str) -> ResponseField {
+pub const fn field(
+    name: &'static str,
+    ty: &'static str,
+    description: &'static str,
+) -> ResponseField {
     ResponseField {
         name,
         description,
@@ -172,15 +176,35 @@ pub enum Inherits {
 const PAGING: &[ParamSpec] = &[
     param("keyword", ParamType::String, "List by keyword"),
     param("page", ParamType::Integer, "The page to return, from 1"),
-    param("pagesize", ParamType::Integer, "Items per page (at most default.page.size; -1 without page: all)"),
+    param(
+        "pagesize",
+        ParamType::Integer,
+        "Items per page (at most default.page.size; -1 without page: all)",
+    ),
 ];
 
 const SCOPE: &[ParamSpec] = &[
-    param("account", ParamType::String, "List resources of this account; must be used with domainid"),
+    param(
+        "account",
+        ParamType::String,
+        "List resources of this account; must be used with domainid",
+    ),
     param("domainid", ParamType::Uuid, "List resources of this domain"),
-    param("listall", ParamType::Boolean, "true: list every resource the caller may see, not only their own"),
-    param("isrecursive", ParamType::Boolean, "true: include subdomains of domainid"),
-    param("projectid", ParamType::Uuid, "List resources of this project (projects are not supported: always empty)"),
+    param(
+        "listall",
+        ParamType::Boolean,
+        "true: list every resource the caller may see, not only their own",
+    ),
+    param(
+        "isrecursive",
+        ParamType::Boolean,
+        "true: include subdomains of domainid",
+    ),
+    param(
+        "projectid",
+        ParamType::Uuid,
+        "List resources of this project (projects are not supported: always empty)",
+    ),
 ];
 
 /// The future a handler returns.
@@ -269,7 +293,10 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 #[macro_export]
 macro_rules! handler {
     ($f:path) => {{
-        fn boxed<'a>(ctx: &'a $crate::context::Ctx, call: &'a $crate::call::Call) -> $crate::registry::HandlerFuture<'a> {
+        fn boxed<'a>(
+            ctx: &'a $crate::context::Ctx,
+            call: &'a $crate::call::Call,
+        ) -> $crate::registry::HandlerFuture<'a> {
             Box::pin($f(ctx, call))
         }
         boxed as $crate::registry::Handler

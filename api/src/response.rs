@@ -256,7 +256,10 @@ mod tests {
         let reply = Reply::List {
             key: "zone",
             count: 2,
-            items: vec![json!({"id": "a", "name": "x<y"}), json!({"id": "b", "tags": []})],
+            items: vec![
+                json!({"id": "a", "name": "x<y"}),
+                json!({"id": "b", "tags": []}),
+            ],
         };
         assert_eq!(
             render("listzonesresponse", reply.into_body(), Format::Xml),

@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
 use serde_json::Value;
 use tracing::debug;
 use uuid::Uuid;
@@ -77,7 +77,11 @@ async fn handle(
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return error_response(&envelope, &ApiError::payload_too_large(MAX_BODY_BYTES), format);
+            return error_response(
+                &envelope,
+                &ApiError::payload_too_large(MAX_BODY_BYTES),
+                format,
+            );
         }
     };
     if is_form(&headers) || (method == Method::POST && !body.is_empty()) {
@@ -235,7 +239,9 @@ fn authenticate(ctx: &Ctx, request: &Request) -> Result<Caller, ApiError> {
         }
         user_id
     } else {
-        let session_id = request.cookie("JSESSIONID").ok_or_else(ApiError::unauthorized)?;
+        let session_id = request
+            .cookie("JSESSIONID")
+            .ok_or_else(ApiError::unauthorized)?;
         let session_key = params
             .get("sessionkey")
             .map(str::to_owned)
@@ -251,7 +257,11 @@ fn authenticate(ctx: &Ctx, request: &Request) -> Result<Caller, ApiError> {
 /// The caller behind a user id, refusing disabled or locked users and accounts.
 pub(crate) fn caller_for(ctx: &Ctx, user_id: Uuid) -> Result<Caller, ApiError> {
     let state = ctx.models.read();
-    let user = state.identity.users.get(&user_id).ok_or_else(ApiError::unauthorized)?;
+    let user = state
+        .identity
+        .users
+        .get(&user_id)
+        .ok_or_else(ApiError::unauthorized)?;
     let account = state
         .identity
         .accounts
@@ -339,7 +349,9 @@ fn check_params(spec: &CommandSpec, params: &Params) -> Result<(), ApiError> {
             ParamType::Date
                 if crate::protocol::dates::parse_filter_date(value, false).is_none() =>
             {
-                return Err(invalid("not a date (yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyy-MM-dd'T'HH:mm:ssZ)"));
+                return Err(invalid(
+                    "not a date (yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyy-MM-dd'T'HH:mm:ssZ)",
+                ));
             }
             _ => {}
         }
@@ -364,4 +376,3 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
 }
-

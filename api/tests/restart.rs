@@ -31,30 +31,43 @@ async fn stop(running: Running) {
 async fn a_job_interrupted_by_a_restart_is_failed_not_left_pending() {
     let dir = tempfile::tempdir().unwrap();
     let first = start(dir.path()).await;
-    assert!(first.new_admin.is_some(), "the first start bootstraps the admin");
+    assert!(
+        first.new_admin.is_some(),
+        "the first start bootstraps the admin"
+    );
     let (account, user, domain) = {
         let state = first.ctx.models.read();
         let user = state.identity.users.values().next().unwrap();
-        (user.facts.account_id, user.facts.user_id, user.facts.domain_id)
+        (
+            user.facts.account_id,
+            user.facts.user_id,
+            user.facts.domain_id,
+        )
     };
     // A job accepted just before the process died: its SUBMIT is in the log, nothing else.
     let job_id = Uuid::new_v4();
-    let submit = NewEvent::new(EventBody::AsyncJob(AsyncJobEvent::Submit(AsyncJobSubmitted {
-        job_id,
-        command: "deleteAccount".into(),
-        account_id: account,
-        user_id: user,
-        domain_id: domain,
-        instance_type: Some("Account".into()),
-        instance_id: None,
-        event_type: Some("ACCOUNT.DELETE".into()),
-        description: "deleting account acme".into(),
-    })))
+    let submit = NewEvent::new(EventBody::AsyncJob(AsyncJobEvent::Submit(
+        AsyncJobSubmitted {
+            job_id,
+            command: "deleteAccount".into(),
+            account_id: account,
+            user_id: user,
+            domain_id: domain,
+            instance_type: Some("Account".into()),
+            instance_id: None,
+            event_type: Some("ACCOUNT.DELETE".into()),
+            description: "deleting account acme".into(),
+        },
+    )))
     .state(EventState::Scheduled);
     first
         .ctx
         .store
-        .append(&StreamId::new("job", job_id).unwrap(), ExpectedVersion::NoStream, vec![submit])
+        .append(
+            &StreamId::new("job", job_id).unwrap(),
+            ExpectedVersion::NoStream,
+            vec![submit],
+        )
         .await
         .unwrap();
     stop(first).await;
@@ -68,7 +81,10 @@ async fn a_job_interrupted_by_a_restart_is_failed_not_left_pending() {
         assert_eq!(job.status, JobStatus::Failed);
         assert_eq!(job.result_code, 530);
         assert!(
-            job.result.as_deref().unwrap().contains("the server stopped while this job was running"),
+            job.result
+                .as_deref()
+                .unwrap()
+                .contains("the server stopped while this job was running"),
             "{:?}",
             job.result
         );

@@ -107,7 +107,10 @@ pub const SETTINGS: &[Setting] = &[
         category: "Advanced",
         description: "Default page size for API list calls, and the largest page a caller may ask for",
         default: "500",
-        kind: SettingKind::Integer { min: 1, max: 100_000 },
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 100_000,
+        },
         scopes: GLOBAL,
     },
     Setting {
@@ -123,7 +126,10 @@ pub const SETTINGS: &[Setting] = &[
         category: "Advanced",
         description: "Time interval (in seconds) over which api.throttling.max calls are counted",
         default: "1",
-        kind: SettingKind::Integer { min: 1, max: 86_400 },
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 86_400,
+        },
         scopes: GLOBAL,
     },
     Setting {
@@ -131,7 +137,10 @@ pub const SETTINGS: &[Setting] = &[
         category: "Advanced",
         description: "Largest number of API calls an account may make within one interval",
         default: "25",
-        kind: SettingKind::Integer { min: 1, max: 1_000_000 },
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 1_000_000,
+        },
         scopes: GLOBAL,
     },
     Setting {
@@ -139,7 +148,10 @@ pub const SETTINGS: &[Setting] = &[
         category: "Advanced",
         description: "Largest number of accounts whose API call counts are tracked at once",
         default: "50000",
-        kind: SettingKind::Integer { min: 1, max: 10_000_000 },
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 10_000_000,
+        },
         scopes: GLOBAL,
     },
     Setting {
@@ -147,7 +159,10 @@ pub const SETTINGS: &[Setting] = &[
         category: "Usage",
         description: "Length of a usage period in minutes (1440: daily)",
         default: "1440",
-        kind: SettingKind::Integer { min: 1, max: 527_040 },
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 527_040,
+        },
         scopes: GLOBAL,
     },
     Setting {
@@ -330,7 +345,9 @@ impl Configuration {
 
     /// A global integer setting, falling back to its default if the stored value is unusable.
     pub fn global_i64(&self, name: &str) -> i64 {
-        let default = setting(name).and_then(|s| s.default.parse().ok()).unwrap_or(0);
+        let default = setting(name)
+            .and_then(|s| s.default.parse().ok())
+            .unwrap_or(0);
         self.global(name)
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)

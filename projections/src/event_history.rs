@@ -114,8 +114,7 @@ impl EventHistory {
                 let Some((scheduled, event_type)) = self.jobs.get(&e.job_id).cloned() else {
                     return;
                 };
-                let Some(parent) = self.by_id.get(&scheduled).and_then(|p| self.rows.get(p))
-                else {
+                let Some(parent) = self.by_id.get(&scheduled).and_then(|p| self.rows.get(p)) else {
                     return;
                 };
                 EventRow {

@@ -4,7 +4,9 @@
 use compact_str::CompactString;
 use engine::event::common::SealedSecret;
 use engine::event::identity::*;
-use engine::event::{AccountEvent, DomainEvent, EventBody, RecordedEvent, RegisterEvent, UserEvent};
+use engine::event::{
+    AccountEvent, DomainEvent, EventBody, RecordedEvent, RegisterEvent, UserEvent,
+};
 use engine::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -278,7 +280,11 @@ mod tests {
             assert_eq!(normalize_domain_path(spelling), "", "{spelling}");
         }
         for spelling in ["/ROOT/customers/acme", "customers/acme", "/customers/acme/"] {
-            assert_eq!(normalize_domain_path(spelling), "customers/acme", "{spelling}");
+            assert_eq!(
+                normalize_domain_path(spelling),
+                "customers/acme",
+                "{spelling}"
+            );
         }
     }
 }

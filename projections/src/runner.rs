@@ -212,7 +212,14 @@ pub async fn start(
         applied: applied_rx,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(follow(models.clone(), events, db, tree, applied_tx, stop_rx));
+    let task = tokio::spawn(follow(
+        models.clone(),
+        events,
+        db,
+        tree,
+        applied_tx,
+        stop_rx,
+    ));
     Ok((
         models,
         RunnerHandle {
@@ -314,4 +321,3 @@ async fn follow(
         error!(error = %e, "flushing the read-model store");
     }
 }
-

@@ -197,6 +197,9 @@ mod tests {
 
         let mut loaded: Table<u64, String> = Table::new("things");
         loaded.load(&tree).unwrap();
-        assert_eq!(loaded.iter().collect::<Vec<_>>(), vec![(&2, &"deux".to_string())]);
+        assert_eq!(
+            loaded.iter().collect::<Vec<_>>(),
+            vec![(&2, &"deux".to_string())]
+        );
     }
 }

@@ -63,7 +63,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         println!("  password:   {}", admin.password);
         println!(
             "Kept in {} (mode 0600); `ledgerstack admin keys --data-dir {}` prints them again.",
-            args.data_dir.join(api::bootstrap::CREDENTIALS_FILE).display(),
+            args.data_dir
+                .join(api::bootstrap::CREDENTIALS_FILE)
+                .display(),
             args.data_dir.display()
         );
     }
@@ -74,7 +76,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     info!(%endpoint, data_dir = %args.data_dir.display(), "serving");
-    println!("Ledgerstack API on {endpoint} (data in {}). Ctrl-C stops.", args.data_dir.display());
+    println!(
+        "Ledgerstack API on {endpoint} (data in {}). Ctrl-C stops.",
+        args.data_dir.display()
+    );
     let events = running
         .serve(async {
             let _ = shutdown_signal().await;

@@ -28,22 +28,50 @@ use crate::response::Reply;
 const ACCOUNT_FIELDS: &[ResponseField] = &[
     field("id", "string", "the id of the account"),
     field("name", "string", "the name of the account"),
-    field("accounttype", "integer", "account type (admin, domain-admin, user)"),
-    field("roletype", "string", "the type of the role (Admin, ResourceAdmin, DomainAdmin, User)"),
-    field("domainid", "string", "id of the Domain the account belongs to"),
-    field("domain", "string", "name of the Domain the account belongs to"),
-    field("domainpath", "string", "path of the Domain the account belongs to"),
+    field(
+        "accounttype",
+        "integer",
+        "account type (admin, domain-admin, user)",
+    ),
+    field(
+        "roletype",
+        "string",
+        "the type of the role (Admin, ResourceAdmin, DomainAdmin, User)",
+    ),
+    field(
+        "domainid",
+        "string",
+        "id of the Domain the account belongs to",
+    ),
+    field(
+        "domain",
+        "string",
+        "name of the Domain the account belongs to",
+    ),
+    field(
+        "domainpath",
+        "string",
+        "path of the Domain the account belongs to",
+    ),
     field("state", "string", "the state of the account"),
     field("networkdomain", "string", "the network domain"),
     field("created", "date", "the date when this account was created"),
-    field("isdefault", "boolean", "true if account is default, false otherwise"),
+    field(
+        "isdefault",
+        "boolean",
+        "true if account is default, false otherwise",
+    ),
     field("user", "list", "the list of users associated with account"),
 ];
 
 const SELECT_ACCOUNT: &[crate::registry::ParamSpec] = &[
     param("id", T::Uuid, "Account id"),
     param("account", T::String, "the account name (with domainid)"),
-    param("domainid", T::Uuid, "the domain ID of the account (with account)"),
+    param(
+        "domainid",
+        T::Uuid,
+        "the domain ID of the account (with account)",
+    ),
 ];
 
 /// The account commands.
@@ -55,17 +83,49 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Creates an account",
         params: &[
             required("username", T::String, "Unique username."),
-            required("password", T::String, "Clear text password (Default hashed to SHA256SALT). If you wish to use any other hashing algorithm, you would need to write a custom authentication adapter See Docs section."),
+            required(
+                "password",
+                T::String,
+                "Clear text password (Default hashed to SHA256SALT). If you wish to use any other hashing algorithm, you would need to write a custom authentication adapter See Docs section.",
+            ),
             required("email", T::String, "email"),
             required("firstname", T::String, "firstname"),
             required("lastname", T::String, "lastname"),
-            param("account", T::String, "Name of the account to be created. The user will be added to this newly created account. If no account is specified, the username will be used as the account name."),
-            param("accounttype", T::Integer, "Type of the account.  Specify 0 for user, 1 for root admin, and 2 for domain admin"),
-            param("domainid", T::Uuid, "Creates the user under the specified domain."),
-            param("networkdomain", T::String, "Network domain for the account's networks"),
-            param("timezone", T::String, "Specifies a timezone for this command. For more information on the timezone parameter, see Time Zone Format."),
-            param("accountid", T::Uuid, "Account UUID, required for adding account from external provisioning system"),
-            param("userid", T::Uuid, "User UUID, required for adding account from external provisioning system"),
+            param(
+                "account",
+                T::String,
+                "Name of the account to be created. The user will be added to this newly created account. If no account is specified, the username will be used as the account name.",
+            ),
+            param(
+                "accounttype",
+                T::Integer,
+                "Type of the account.  Specify 0 for user, 1 for root admin, and 2 for domain admin",
+            ),
+            param(
+                "domainid",
+                T::Uuid,
+                "Creates the user under the specified domain.",
+            ),
+            param(
+                "networkdomain",
+                T::String,
+                "Network domain for the account's networks",
+            ),
+            param(
+                "timezone",
+                T::String,
+                "Specifies a timezone for this command. For more information on the timezone parameter, see Time Zone Format.",
+            ),
+            param(
+                "accountid",
+                T::Uuid,
+                "Account UUID, required for adding account from external provisioning system",
+            ),
+            param(
+                "userid",
+                T::Uuid,
+                "User UUID, required for adding account from external provisioning system",
+            ),
             param("accountdetails", T::Map, "details for the account"),
         ],
         inherits: Inherits::Nothing,
@@ -82,9 +142,21 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             param("id", T::Uuid, "list account by account ID"),
             param("name", T::String, "list account by account name"),
-            param("accounttype", T::Integer, "list accounts by account type. Valid account types are 1 (admin), 2 (domain-admin), and 0 (user)."),
-            param("state", T::String, "list accounts by state. Valid states are enabled, disabled, and locked."),
-            param("iscleanuprequired", T::Boolean, "list accounts by cleanuprequired attribute (values are true or false)"),
+            param(
+                "accounttype",
+                T::Integer,
+                "list accounts by account type. Valid account types are 1 (admin), 2 (domain-admin), and 0 (user).",
+            ),
+            param(
+                "state",
+                T::String,
+                "list accounts by state. Valid states are enabled, disabled, and locked.",
+            ),
+            param(
+                "iscleanuprequired",
+                T::Boolean,
+                "list accounts by cleanuprequired attribute (values are true or false)",
+            ),
         ],
         inherits: Inherits::PagingAndScope,
         response: ACCOUNT_FIELDS,
@@ -100,10 +172,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             param("id", T::Uuid, "Account id"),
             param("account", T::String, "the current account name"),
-            param("domainid", T::Uuid, "the ID of the domain where the account exists"),
+            param(
+                "domainid",
+                T::Uuid,
+                "the ID of the domain where the account exists",
+            ),
             param("newname", T::String, "new name for the account"),
-            param("networkdomain", T::String, "Network domain for the account's networks; empty string will update domainName with NULL value"),
-            param("accountdetails", T::Map, "details for the account used to store specific parameters"),
+            param(
+                "networkdomain",
+                T::String,
+                "Network domain for the account's networks; empty string will update domainName with NULL value",
+            ),
+            param(
+                "accountdetails",
+                T::Map,
+                "details for the account used to store specific parameters",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: ACCOUNT_FIELDS,
@@ -119,8 +203,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             param("id", T::Uuid, "Account id"),
             param("account", T::String, "Disables specified account."),
-            param("domainid", T::Uuid, "Disables specified account in this domain."),
-            required("lock", T::Boolean, "If true, only lock the account; else disable the account"),
+            param(
+                "domainid",
+                T::Uuid,
+                "Disables specified account in this domain.",
+            ),
+            required(
+                "lock",
+                T::Boolean,
+                "If true, only lock the account; else disable the account",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: ACCOUNT_FIELDS,
@@ -147,7 +239,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "This deprecated function used to locks an account. Look for the API DisableAccount instead",
         params: &[
             required("account", T::String, "Locks the specified account."),
-            required("domainid", T::Uuid, "Locks the specified account on this domain."),
+            required(
+                "domainid",
+                T::Uuid,
+                "Locks the specified account on this domain.",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: ACCOUNT_FIELDS,
@@ -163,8 +259,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[required("id", T::Uuid, "Account id")],
         inherits: Inherits::Nothing,
         response: &[
-            field("success", "boolean", "true if operation is executed successfully"),
-            field("displaytext", "string", "any text associated with the success or failure"),
+            field(
+                "success",
+                "boolean",
+                "true if operation is executed successfully",
+            ),
+            field(
+                "displaytext",
+                "string",
+                "any text associated with the success or failure",
+            ),
         ],
         related: "",
         manual_clock_only: false,
@@ -210,11 +314,10 @@ pub fn account_json(state: &State, row: &AccountRow) -> Value {
 
 fn account_reply(ctx: &Ctx, id: Uuid) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let row = state
-        .identity
-        .accounts
-        .get(&id)
-        .ok_or_else(|| ApiError::internal(format!("account {id} vanished after it was written")))?;
+    let row =
+        state.identity.accounts.get(&id).ok_or_else(|| {
+            ApiError::internal(format!("account {id} vanished after it was written"))
+        })?;
     Ok(Reply::Object {
         key: "account",
         value: account_json(&state, row),
@@ -223,26 +326,30 @@ fn account_reply(ctx: &Ctx, id: Uuid) -> Result<Reply, ApiError> {
 
 /// The account named by `id`, or by `account` + `domainid`, if the caller may manage it.
 pub fn selected_account<'s>(state: &'s State, call: &Call) -> Result<&'s AccountRow, ApiError> {
-    let account = match (call.uuid("id")?, call.str("account")) {
-        (Some(id), _) => state
-            .identity
-            .accounts
-            .get(&id)
-            .ok_or_else(|| ApiError::invalid_param(format!("Unable to find account by id {id}")))?,
-        (None, Some(name)) => {
-            let domain = call
-                .uuid("domainid")?
-                .ok_or_else(|| ApiError::missing_param(call.command.name, "domainid"))?;
-            state.identity.account_by_name(domain, name).ok_or_else(|| {
-                ApiError::invalid_param(format!("Unable to find account {name} in domain {domain}"))
-            })?
-        }
-        (None, None) => {
-            return Err(ApiError::invalid_param(
-                "Either id or account name with domainid must be specified",
-            ));
-        }
-    };
+    let account =
+        match (call.uuid("id")?, call.str("account")) {
+            (Some(id), _) => state.identity.accounts.get(&id).ok_or_else(|| {
+                ApiError::invalid_param(format!("Unable to find account by id {id}"))
+            })?,
+            (None, Some(name)) => {
+                let domain = call
+                    .uuid("domainid")?
+                    .ok_or_else(|| ApiError::missing_param(call.command.name, "domainid"))?;
+                state
+                    .identity
+                    .account_by_name(domain, name)
+                    .ok_or_else(|| {
+                        ApiError::invalid_param(format!(
+                            "Unable to find account {name} in domain {domain}"
+                        ))
+                    })?
+            }
+            (None, None) => {
+                return Err(ApiError::invalid_param(
+                    "Either id or account name with domainid must be specified",
+                ));
+            }
+        };
     if !call
         .caller
         .may_access(state, account.facts.account_id, account.facts.domain_id)
@@ -278,7 +385,9 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         }
     };
     if account_type == AccountType::RootAdmin && call.caller.role != Role::RootAdmin {
-        return Err(ApiError::permission_denied("Only a root admin can create root admin accounts"));
+        return Err(ApiError::permission_denied(
+            "Only a root admin can create root admin accounts",
+        ));
     }
     let account_id = call.uuid("accountid")?.unwrap_or_else(Uuid::new_v4);
     let user_id = call.uuid("userid")?.unwrap_or_else(Uuid::new_v4);
@@ -286,12 +395,18 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     if let Some(tz) = call.str("timezone")
         && tz.parse::<chrono_tz::Tz>().is_err()
     {
-        return Err(ApiError::invalid_param(format!("Invalid timezone {tz}: use an IANA name such as Europe/Paris")));
+        return Err(ApiError::invalid_param(format!(
+            "Invalid timezone {tz}: use an IANA name such as Europe/Paris"
+        )));
     }
     ctx.decide(IDENTITY, |state| {
         let domain_id = call.uuid("domainid")?.unwrap_or(call.caller.domain_id);
         accessible_domain(state, call, domain_id)?;
-        if state.identity.account_by_name(domain_id, &account_name).is_some() {
+        if state
+            .identity
+            .account_by_name(domain_id, &account_name)
+            .is_some()
+        {
             return Err(ApiError::invalid_param(format!(
                 "The specified account: {account_name} already exists"
             )));
@@ -301,8 +416,12 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 "The user {username} already exists in domain {domain_id}"
             )));
         }
-        if state.identity.accounts.get(&account_id).is_some() || state.identity.users.get(&user_id).is_some() {
-            return Err(ApiError::invalid_param("An account or user with that id already exists"));
+        if state.identity.accounts.get(&account_id).is_some()
+            || state.identity.users.get(&user_id).is_some()
+        {
+            return Err(ApiError::invalid_param(
+                "An account or user with that id already exists",
+            ));
         }
         let account = AccountFacts {
             account_id,
@@ -322,9 +441,11 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             timezone: timezone.clone(),
         };
         Ok(vec![
-            NewEvent::new(EventBody::Account(AccountEvent::Create(AccountCreated { account })))
-                .by(call.actor())
-                .correlated_with(call.request_id),
+            NewEvent::new(EventBody::Account(AccountEvent::Create(AccountCreated {
+                account,
+            })))
+            .by(call.actor())
+            .correlated_with(call.request_id),
             NewEvent::new(EventBody::User(UserEvent::Create(UserCreated {
                 user,
                 password_hash: Some(password.clone()),
@@ -371,33 +492,33 @@ async fn list_accounts(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 
 async fn update_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     ctx.decide(IDENTITY, |state| {
-            let row = selected_account(state, call)?;
-            let mut account = row.facts.clone();
-            let mut previous_name = None;
-            if let Some(new_name) = call.str("newname") {
-                if let Some(other) = state.identity.account_by_name(account.domain_id, new_name)
-                    && other.facts.account_id != account.account_id
-                {
-                    return Err(ApiError::invalid_param(format!(
-                        "There already exists an account with the name:{new_name} in the domain"
-                    )));
-                }
-                previous_name = Some(account.name.clone());
-                account.name = new_name.into();
+        let row = selected_account(state, call)?;
+        let mut account = row.facts.clone();
+        let mut previous_name = None;
+        if let Some(new_name) = call.str("newname") {
+            if let Some(other) = state.identity.account_by_name(account.domain_id, new_name)
+                && other.facts.account_id != account.account_id
+            {
+                return Err(ApiError::invalid_param(format!(
+                    "There already exists an account with the name:{new_name} in the domain"
+                )));
             }
-            if let Some(network_domain) = call.str("networkdomain") {
-                account.network_domain = Some(network_domain.into());
-            }
-            Ok(vec![
-                NewEvent::new(EventBody::Account(AccountEvent::Update(AccountUpdated {
-                    account,
-                    previous_name,
-                })))
-                .by(call.actor())
-                .correlated_with(call.request_id),
-            ])
-        })
-        .await?;
+            previous_name = Some(account.name.clone());
+            account.name = new_name.into();
+        }
+        if let Some(network_domain) = call.str("networkdomain") {
+            account.network_domain = Some(network_domain.into());
+        }
+        Ok(vec![
+            NewEvent::new(EventBody::Account(AccountEvent::Update(AccountUpdated {
+                account,
+                previous_name,
+            })))
+            .by(call.actor())
+            .correlated_with(call.request_id),
+        ])
+    })
+    .await?;
     account_reply(ctx, selected_id(ctx, call)?)
 }
 
@@ -407,7 +528,10 @@ fn selected_id(ctx: &Ctx, call: &Call) -> Result<Uuid, ApiError> {
         return Ok(id);
     }
     let state = ctx.models.read();
-    let name = call.str("newname").or(call.str("account")).unwrap_or_default();
+    let name = call
+        .str("newname")
+        .or(call.str("account"))
+        .unwrap_or_default();
     let domain = call.uuid("domainid")?.unwrap_or(call.caller.domain_id);
     state
         .identity
@@ -441,7 +565,9 @@ async fn disable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         let state = ctx.models.read();
         let row = selected_account(&state, call)?;
         if row.facts.account_id == call.caller.account_id {
-            return Err(ApiError::invalid_param("Caller can't disable its own account"));
+            return Err(ApiError::invalid_param(
+                "Caller can't disable its own account",
+            ));
         }
         (row.facts.account_id, row.facts.name.clone())
     };
@@ -449,7 +575,10 @@ async fn disable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         instance_type: Some("Account"),
         instance_id: Some(id),
         event_type: "ACCOUNT.DISABLE",
-        description: format!("{} account {name}", if lock { "locking" } else { "disabling" }),
+        description: format!(
+            "{} account {name}",
+            if lock { "locking" } else { "disabling" }
+        ),
         create_id: None,
         run: Box::new(move |job| {
             async move {
@@ -482,7 +611,9 @@ async fn delete_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         let state = ctx.models.read();
         let row = selected_account(&state, call)?;
         if row.facts.account_id == call.caller.account_id {
-            return Err(ApiError::invalid_param("Caller can't delete its own account"));
+            return Err(ApiError::invalid_param(
+                "Caller can't delete its own account",
+            ));
         }
         (row.facts.account_id, row.facts.name.clone())
     };

@@ -9,9 +9,7 @@ use crate::call::Call;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::registry::{
-    self, CommandSpec, Inherits, Kind, ParamType as T, Roles, field, param,
-};
+use crate::registry::{self, CommandSpec, Inherits, Kind, ParamType as T, Roles, field, param};
 use crate::response::{CLOUDSTACK_VERSION, Reply};
 
 /// The discovery commands.
@@ -27,7 +25,11 @@ pub const COMMANDS: &[CommandSpec] = &[
             field("name", "string", "the name of the api command"),
             field("description", "string", "description of the api"),
             field("isasync", "boolean", "true if api is asynchronous"),
-            field("since", "string", "version of CloudStack the api was introduced in"),
+            field(
+                "since",
+                "string",
+                "version of CloudStack the api was introduced in",
+            ),
             field("related", "string", "comma separated related apis"),
             field("params", "set", "the list params the api accepts"),
             field("response", "set", "api response fields"),
@@ -46,12 +48,36 @@ pub const COMMANDS: &[CommandSpec] = &[
         inherits: Inherits::Nothing,
         response: &[
             field("cloudstackversion", "string", "version of the cloud stack"),
-            field("securitygroupsenabled", "boolean", "true if security groups support is enabled, false otherwise"),
-            field("userpublictemplateenabled", "boolean", "true if user and domain admins can set templates to be shared, false otherwise"),
-            field("apilimitinterval", "integer", "time interval (in seconds) to reset api count"),
-            field("apilimitmax", "integer", "Max allowed number of api requests within the specified interval"),
-            field("customdiskofferingminsize", "long", "minimum size that can be specified when create disk from disk offering with custom size"),
-            field("customdiskofferingmaxsize", "long", "maximum size that can be specified when create disk from disk offering with custom size"),
+            field(
+                "securitygroupsenabled",
+                "boolean",
+                "true if security groups support is enabled, false otherwise",
+            ),
+            field(
+                "userpublictemplateenabled",
+                "boolean",
+                "true if user and domain admins can set templates to be shared, false otherwise",
+            ),
+            field(
+                "apilimitinterval",
+                "integer",
+                "time interval (in seconds) to reset api count",
+            ),
+            field(
+                "apilimitmax",
+                "integer",
+                "Max allowed number of api requests within the specified interval",
+            ),
+            field(
+                "customdiskofferingminsize",
+                "long",
+                "minimum size that can be specified when create disk from disk offering with custom size",
+            ),
+            field(
+                "customdiskofferingmaxsize",
+                "long",
+                "maximum size that can be specified when create disk from disk offering with custom size",
+            ),
         ],
         related: "",
         manual_clock_only: false,
@@ -62,7 +88,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         kind: Kind::Sync,
         roles: Roles::ALL,
         description: "List hypervisors",
-        params: &[param("zoneid", T::Uuid, "the zone id for listing hypervisors.")],
+        params: &[param(
+            "zoneid",
+            T::Uuid,
+            "the zone id for listing hypervisors.",
+        )],
         inherits: Inherits::Nothing,
         response: &[field("name", "string", "Hypervisor name")],
         related: "",
@@ -77,8 +107,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[],
         inherits: Inherits::Nothing,
         response: &[
-            field("accountid", "string", "the account uuid of the api remaining count"),
-            field("account", "string", "the account name of the api remaining count"),
+            field(
+                "accountid",
+                "string",
+                "the account uuid of the api remaining count",
+            ),
+            field(
+                "account",
+                "string",
+                "the account name of the api remaining count",
+            ),
             field("apiIssued", "int", "number of api already issued"),
             field("apiAllowed", "int", "currently allowed number of apis"),
             field("expireAfter", "long", "seconds left to reset counters"),

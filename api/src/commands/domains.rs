@@ -27,9 +27,21 @@ const DOMAIN_FIELDS: &[ResponseField] = &[
     field("id", "string", "the ID of the domain"),
     field("name", "string", "the name of the domain"),
     field("level", "integer", "the level of the domain"),
-    field("parentdomainid", "string", "the domain ID of the parent domain"),
-    field("parentdomainname", "string", "the domain name of the parent domain"),
-    field("haschild", "boolean", "whether the domain has one or more sub-domains"),
+    field(
+        "parentdomainid",
+        "string",
+        "the domain ID of the parent domain",
+    ),
+    field(
+        "parentdomainname",
+        "string",
+        "the domain name of the parent domain",
+    ),
+    field(
+        "haschild",
+        "boolean",
+        "whether the domain has one or more sub-domains",
+    ),
     field("path", "string", "the path of the domain"),
     field("networkdomain", "string", "the network domain"),
     field("state", "string", "the state of the domain"),
@@ -45,9 +57,21 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Creates a domain",
         params: &[
             required("name", T::String, "creates domain with this name"),
-            param("parentdomainid", T::Uuid, "assigns new domain a parent domain by domain ID of the parent.  If no parent domain is specified, the ROOT domain is assumed."),
-            param("networkdomain", T::String, "Network domain for networks in the domain"),
-            param("domainid", T::Uuid, "Domain UUID, required for adding domain from another Region"),
+            param(
+                "parentdomainid",
+                T::Uuid,
+                "assigns new domain a parent domain by domain ID of the parent.  If no parent domain is specified, the ROOT domain is assumed.",
+            ),
+            param(
+                "networkdomain",
+                T::String,
+                "Network domain for networks in the domain",
+            ),
+            param(
+                "domainid",
+                T::Uuid,
+                "Domain UUID, required for adding domain from another Region",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: DOMAIN_FIELDS,
@@ -64,7 +88,11 @@ pub const COMMANDS: &[CommandSpec] = &[
             param("id", T::Uuid, "List domain by domain ID."),
             param("name", T::String, "List domain by domain name."),
             param("level", T::Integer, "List domains by domain level."),
-            param("listall", T::Boolean, "If set to false, list only resources belonging to the command's caller; if set to true - list resources that the caller is authorized to see. Default value is false"),
+            param(
+                "listall",
+                T::Boolean,
+                "If set to false, list only resources belonging to the command's caller; if set to true - list resources that the caller is authorized to see. Default value is false",
+            ),
         ],
         inherits: Inherits::Paging,
         response: DOMAIN_FIELDS,
@@ -80,7 +108,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             required("id", T::Uuid, "ID of domain to update"),
             param("name", T::String, "updates domain with this name"),
-            param("networkdomain", T::String, "Network domain for the domain's networks; empty string will update domainName with NULL value"),
+            param(
+                "networkdomain",
+                T::String,
+                "Network domain for the domain's networks; empty string will update domainName with NULL value",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: DOMAIN_FIELDS,
@@ -95,12 +127,24 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Deletes a specified domain",
         params: &[
             required("id", T::Uuid, "ID of domain to delete"),
-            param("cleanup", T::Boolean, "true if all domain resources (child domains, accounts) have to be cleaned up, false otherwise"),
+            param(
+                "cleanup",
+                T::Boolean,
+                "true if all domain resources (child domains, accounts) have to be cleaned up, false otherwise",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: &[
-            field("success", "boolean", "true if operation is executed successfully"),
-            field("displaytext", "string", "any text associated with the success or failure"),
+            field(
+                "success",
+                "boolean",
+                "true if operation is executed successfully",
+            ),
+            field(
+                "displaytext",
+                "string",
+                "any text associated with the success or failure",
+            ),
         ],
         related: "",
         manual_clock_only: false,
@@ -133,11 +177,10 @@ pub fn domain_json(state: &State, row: &DomainRow) -> Value {
 
 fn domain_reply(ctx: &Ctx, id: Uuid) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let row = state
-        .identity
-        .domains
-        .get(&id)
-        .ok_or_else(|| ApiError::internal(format!("domain {id} vanished after it was written")))?;
+    let row =
+        state.identity.domains.get(&id).ok_or_else(|| {
+            ApiError::internal(format!("domain {id} vanished after it was written"))
+        })?;
     Ok(Reply::Object {
         key: "domain",
         value: domain_json(&state, row),
@@ -175,7 +218,9 @@ fn sibling_named(state: &State, parent: Option<Uuid>, name: &str, except: Option
 async fn create_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let name = call.required("name")?.trim().to_owned();
     if name.contains('/') {
-        return Err(ApiError::invalid_param("Domain name can't contain the '/' character"));
+        return Err(ApiError::invalid_param(
+            "Domain name can't contain the '/' character",
+        ));
     }
     let id = call.uuid("domainid")?.unwrap_or_else(Uuid::new_v4);
     ctx.decide(IDENTITY, |state| {
@@ -190,7 +235,9 @@ async fn create_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             )));
         }
         if state.identity.domains.get(&id).is_some() {
-            return Err(ApiError::invalid_param(format!("Domain with id {id} already exists")));
+            return Err(ApiError::invalid_param(format!(
+                "Domain with id {id} already exists"
+            )));
         }
         let facts = DomainFacts {
             domain_id: id,
@@ -200,9 +247,11 @@ async fn create_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             network_domain: call.str("networkdomain").map(Into::into),
         };
         Ok(vec![
-            NewEvent::new(EventBody::Domain(DomainEvent::Create(DomainLifecycle { domain: facts })))
-                .by(call.actor())
-                .correlated_with(call.request_id),
+            NewEvent::new(EventBody::Domain(DomainEvent::Create(DomainLifecycle {
+                domain: facts,
+            })))
+            .by(call.actor())
+            .correlated_with(call.request_id),
         ])
     })
     .await?;
@@ -210,7 +259,13 @@ async fn create_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 }
 
 async fn list_domains(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
-    let paging = Paging::from_call(call, ctx.models.read().configuration.global_i64("default.page.size"))?;
+    let paging = Paging::from_call(
+        call,
+        ctx.models
+            .read()
+            .configuration
+            .global_i64("default.page.size"),
+    )?;
     let state = ctx.models.read();
     let id = call.uuid("id")?;
     let name = call.str("name");
@@ -251,17 +306,25 @@ async fn update_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         let mut facts = domain.facts.clone();
         if let Some(name) = call.str("name") {
             if facts.parent_id.is_none() {
-                return Err(ApiError::invalid_param("ROOT domain can not be edited with a new name"));
+                return Err(ApiError::invalid_param(
+                    "ROOT domain can not be edited with a new name",
+                ));
             }
             if name.contains('/') {
-                return Err(ApiError::invalid_param("Domain name can't contain the '/' character"));
+                return Err(ApiError::invalid_param(
+                    "Domain name can't contain the '/' character",
+                ));
             }
             if sibling_named(state, facts.parent_id, name, Some(id)) {
                 return Err(ApiError::invalid_param(format!(
                     "Domain with name {name} already exists for the same parent"
                 )));
             }
-            let parent_path = facts.path.rsplit_once('/').map(|(p, _)| p.to_owned()).unwrap_or_default();
+            let parent_path = facts
+                .path
+                .rsplit_once('/')
+                .map(|(p, _)| p.to_owned())
+                .unwrap_or_default();
             facts.path = format!("{parent_path}/{name}");
             facts.name = name.into();
         }
@@ -269,9 +332,11 @@ async fn update_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             facts.network_domain = Some(network_domain.into());
         }
         Ok(vec![
-            NewEvent::new(EventBody::Domain(DomainEvent::Update(DomainLifecycle { domain: facts })))
-                .by(call.actor())
-                .correlated_with(call.request_id),
+            NewEvent::new(EventBody::Domain(DomainEvent::Update(DomainLifecycle {
+                domain: facts,
+            })))
+            .by(call.actor())
+            .correlated_with(call.request_id),
         ])
     })
     .await?;
@@ -329,7 +394,9 @@ async fn delete_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             return Err(ApiError::invalid_param("Can't delete the ROOT domain"));
         }
         if call.caller.domain_id == id {
-            return Err(ApiError::permission_denied("A domain admin can't delete their own domain"));
+            return Err(ApiError::permission_denied(
+                "A domain admin can't delete their own domain",
+            ));
         }
         deletion_events(&state, id, cleanup)?;
         domain.facts.path.clone()
@@ -345,7 +412,9 @@ async fn delete_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 job.ctx
                     .decide(IDENTITY, |state| {
                         if state.identity.domains.get(&id).is_none() {
-                            return Err(ApiError::invalid_param(format!("Unable to find domain by id {id}")));
+                            return Err(ApiError::invalid_param(format!(
+                                "Unable to find domain by id {id}"
+                            )));
                         }
                         Ok(deletion_events(state, id, cleanup)?
                             .into_iter()

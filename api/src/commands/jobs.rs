@@ -17,18 +17,50 @@ use crate::response::Reply;
 
 const JOB_FIELDS: &[ResponseField] = &[
     field("jobid", "string", "the ID of the async job"),
-    field("accountid", "string", "the account id that executed the async command"),
-    field("account", "string", "the account that executed the async command"),
-    field("userid", "string", "the user that executed the async command"),
-    field("domainid", "string", "the domain id that the job belongs to"),
+    field(
+        "accountid",
+        "string",
+        "the account id that executed the async command",
+    ),
+    field(
+        "account",
+        "string",
+        "the account that executed the async command",
+    ),
+    field(
+        "userid",
+        "string",
+        "the user that executed the async command",
+    ),
+    field(
+        "domainid",
+        "string",
+        "the domain id that the job belongs to",
+    ),
     field("cmd", "string", "the async command executed"),
-    field("jobstatus", "integer", "the current job status-should be 0 for PENDING"),
-    field("jobprocstatus", "integer", "the progress information of the PENDING job"),
+    field(
+        "jobstatus",
+        "integer",
+        "the current job status-should be 0 for PENDING",
+    ),
+    field(
+        "jobprocstatus",
+        "integer",
+        "the progress information of the PENDING job",
+    ),
     field("jobresultcode", "integer", "the result code for the job"),
     field("jobresulttype", "string", "the result type"),
     field("jobresult", "responseobject", "the result reason"),
-    field("jobinstancetype", "string", "the instance/entity object related to the job"),
-    field("jobinstanceid", "string", "the unique ID of the instance/entity object related to the job"),
+    field(
+        "jobinstancetype",
+        "string",
+        "the instance/entity object related to the job",
+    ),
+    field(
+        "jobinstanceid",
+        "string",
+        "the unique ID of the instance/entity object related to the job",
+    ),
     field("created", "date", "the created date of the job"),
     field("completed", "date", "the completed date of the job"),
 ];
@@ -53,7 +85,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         roles: Roles::ALL,
         description: "Lists all pending asynchronous jobs for the account.",
         params: &[
-            param("startdate", T::Date, "The start date of the async job (use format \"yyyy-MM-dd'T'HH:mm:ss'+'SSSS\")"),
+            param(
+                "startdate",
+                T::Date,
+                "The start date of the async job (use format \"yyyy-MM-dd'T'HH:mm:ss'+'SSSS\")",
+            ),
             param("id", T::Uuid, "the id of the async job"),
         ],
         inherits: Inherits::PagingAndScope,
@@ -105,7 +141,10 @@ async fn query_async_job_result(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErro
         .jobs
         .get(&id)
         .ok_or_else(|| ApiError::invalid_param(format!("Unable to find job by id {id}")))?;
-    if !call.caller.may_access(&state, job.account_id, job.domain_id) {
+    if !call
+        .caller
+        .may_access(&state, job.account_id, job.domain_id)
+    {
         return Err(ApiError::permission_denied(format!(
             "Caller has no access to job {id}"
         )));

@@ -2,8 +2,8 @@
 //! API keys. CloudStack handles both before its role checks; so does [`crate::server`].
 
 use axum::http::Method;
-use engine::event::{EventBody, NewEvent, UserEvent};
 use engine::event::identity::UserRef;
+use engine::event::{EventBody, NewEvent, UserEvent};
 use engine::secrets;
 use serde_json::{Map, Value, json};
 
@@ -25,22 +25,46 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Logs a user into the CloudStack. A successful login attempt will generate a JSESSIONID cookie value that can be passed in subsequent Query command calls until the \"logout\" command has been issued or the session has expired.",
         params: &[
             required("username", T::String, "Username"),
-            required("password", T::String, "Hashed password (Default is MD5). If you wish to use any other hashing algorithm, you would need to write a custom authentication adapter See Docs section."),
-            param("domain", T::String, "Path of the domain that the user belongs to. Example: domain=/com/cloud/internal. If no domain is passed in, the ROOT (/) domain is assumed."),
-            param("domainId", T::Long, "The id of the domain that the user belongs to. If both domain and domainId are passed in, \"domainId\" parameter takes precedence."),
+            required(
+                "password",
+                T::String,
+                "Hashed password (Default is MD5). If you wish to use any other hashing algorithm, you would need to write a custom authentication adapter See Docs section.",
+            ),
+            param(
+                "domain",
+                T::String,
+                "Path of the domain that the user belongs to. Example: domain=/com/cloud/internal. If no domain is passed in, the ROOT (/) domain is assumed.",
+            ),
+            param(
+                "domainId",
+                T::Long,
+                "The id of the domain that the user belongs to. If both domain and domainId are passed in, \"domainId\" parameter takes precedence.",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: &[
             field("username", "string", "Username"),
             field("userid", "string", "User ID"),
             field("domainid", "string", "Domain ID that the user belongs to"),
-            field("timeout", "integer", "the time period before the session has expired"),
+            field(
+                "timeout",
+                "integer",
+                "the time period before the session has expired",
+            ),
             field("account", "string", "the account name the user belongs to"),
             field("firstname", "string", "first name of the user"),
             field("lastname", "string", "last name of the user"),
-            field("type", "string", "the account type (admin, domain-admin, read-only-admin, user)"),
+            field(
+                "type",
+                "string",
+                "the account type (admin, domain-admin, read-only-admin, user)",
+            ),
             field("timezone", "string", "user time zone"),
-            field("sessionkey", "string", "Session key that can be passed in subsequent Query command calls"),
+            field(
+                "sessionkey",
+                "string",
+                "Session key that can be passed in subsequent Query command calls",
+            ),
         ],
         related: "",
         manual_clock_only: false,
@@ -82,7 +106,9 @@ pub(crate) async fn login(ctx: &Ctx, request: &Request) -> Result<Answer, ApiErr
         .get("password")
         .ok_or_else(|| ApiError::missing_param("login", "password"))?
         .to_owned();
-    let failure = || ApiError::permission_denied("Failed to authenticate user; please provide valid credentials");
+    let failure = || {
+        ApiError::permission_denied("Failed to authenticate user; please provide valid credentials")
+    };
     let (user_id, hash) = {
         let state = ctx.models.read();
         let domain = match (params.get("domainid"), params.get("domain")) {
@@ -98,7 +124,10 @@ pub(crate) async fn login(ctx: &Ctx, request: &Request) -> Result<Answer, ApiErr
             .identity
             .user_by_name(domain.facts.domain_id, username)
             .ok_or_else(failure)?;
-        (user.facts.user_id, user.password_hash.clone().ok_or_else(failure)?)
+        (
+            user.facts.user_id,
+            user.password_hash.clone().ok_or_else(failure)?,
+        )
     };
     let verified = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
         .await
@@ -112,7 +141,11 @@ pub(crate) async fn login(ctx: &Ctx, request: &Request) -> Result<Answer, ApiErr
     let body = {
         let state = ctx.models.read();
         let user = state.identity.users.get(&user_id).ok_or_else(failure)?;
-        let account = state.identity.accounts.get(&caller.account_id).ok_or_else(failure)?;
+        let account = state
+            .identity
+            .accounts
+            .get(&caller.account_id)
+            .ok_or_else(failure)?;
         json!({
             "username": user.facts.username,
             "userid": user_id,
@@ -139,8 +172,13 @@ pub(crate) async fn login(ctx: &Ctx, request: &Request) -> Result<Answer, ApiErr
 
 /// `logout`: ends the session named by the `JSESSIONID` cookie.
 pub(crate) async fn logout(ctx: &Ctx, request: &Request) -> Result<Answer, ApiError> {
-    let session_id = request.cookie("JSESSIONID").ok_or_else(ApiError::unauthorized)?;
-    let user_id = ctx.sessions.remove(&session_id).ok_or_else(ApiError::unauthorized)?;
+    let session_id = request
+        .cookie("JSESSIONID")
+        .ok_or_else(ApiError::unauthorized)?;
+    let user_id = ctx
+        .sessions
+        .remove(&session_id)
+        .ok_or_else(ApiError::unauthorized)?;
     record(ctx, user_id, UserEvent::Logout).await?;
     let mut body = Map::new();
     body.insert("description".into(), Value::String("success".into()));
@@ -153,7 +191,11 @@ pub(crate) async fn logout(ctx: &Ctx, request: &Request) -> Result<Answer, ApiEr
     })
 }
 
-async fn record(ctx: &Ctx, user_id: uuid::Uuid, kind: fn(UserRef) -> UserEvent) -> Result<(), ApiError> {
+async fn record(
+    ctx: &Ctx,
+    user_id: uuid::Uuid,
+    kind: fn(UserRef) -> UserEvent,
+) -> Result<(), ApiError> {
     ctx.decide(IDENTITY, |state| {
         let Some(user) = state.identity.users.get(&user_id) else {
             return Ok(vec![]);
@@ -164,9 +206,9 @@ async fn record(ctx: &Ctx, user_id: uuid::Uuid, kind: fn(UserRef) -> UserEvent) 
             account_id: user.facts.account_id,
             domain_id: user.facts.domain_id,
         };
-        Ok(vec![
-            NewEvent::new(EventBody::User(kind(user_ref))).by(engine::event::Actor::user(user_id, user.facts.account_id)),
-        ])
+        Ok(vec![NewEvent::new(EventBody::User(kind(user_ref))).by(
+            engine::event::Actor::user(user_id, user.facts.account_id),
+        )])
     })
     .await?;
     Ok(())

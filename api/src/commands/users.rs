@@ -28,7 +28,11 @@ const USER_FIELDS: &[ResponseField] = &[
     field("firstname", "string", "the user firstname"),
     field("lastname", "string", "the user lastname"),
     field("email", "string", "the user email address"),
-    field("created", "date", "the date and time the user account was created"),
+    field(
+        "created",
+        "date",
+        "the date and time the user account was created",
+    ),
     field("state", "string", "the user state"),
     field("account", "string", "the account name of the user"),
     field("accountid", "string", "the account ID of the user"),
@@ -38,18 +42,38 @@ const USER_FIELDS: &[ResponseField] = &[
     field("domain", "string", "the domain name of the user"),
     field("timezone", "string", "the timezone user was created in"),
     field("apikey", "string", "the api key of the user"),
-    field("isdefault", "boolean", "true if user is default, false otherwise"),
-    field("usersource", "string", "the source type of the user in lowercase, such as native, ldap, saml2"),
+    field(
+        "isdefault",
+        "boolean",
+        "true if user is default, false otherwise",
+    ),
+    field(
+        "usersource",
+        "string",
+        "the source type of the user in lowercase, such as native, ldap, saml2",
+    ),
 ];
 
 const KEY_FIELDS: &[ResponseField] = &[
     field("apikey", "string", "the api key of the registered user"),
-    field("secretkey", "string", "the secret key of the registered user"),
+    field(
+        "secretkey",
+        "string",
+        "the secret key of the registered user",
+    ),
 ];
 
 const SUCCESS_FIELDS: &[ResponseField] = &[
-    field("success", "boolean", "true if operation is executed successfully"),
-    field("displaytext", "string", "any text associated with the success or failure"),
+    field(
+        "success",
+        "boolean",
+        "true if operation is executed successfully",
+    ),
+    field(
+        "displaytext",
+        "string",
+        "any text associated with the success or failure",
+    ),
 ];
 
 const USER_ID: &[crate::registry::ParamSpec] = &[required("id", T::Uuid, "the ID of the user")];
@@ -62,15 +86,31 @@ pub const COMMANDS: &[CommandSpec] = &[
         roles: Roles::ADMINS,
         description: "Creates a user for an account that already exists",
         params: &[
-            required("account", T::String, "Creates the user under the specified account. If no account is specified, the username will be used as the account name."),
+            required(
+                "account",
+                T::String,
+                "Creates the user under the specified account. If no account is specified, the username will be used as the account name.",
+            ),
             required("username", T::String, "Unique username."),
             required("password", T::String, "Clear text password"),
             required("firstname", T::String, "firstname"),
             required("lastname", T::String, "lastname"),
             param("email", T::String, "email"),
-            param("domainid", T::Uuid, "Creates the user under the specified domain. Has to be accompanied with the account parameter"),
-            param("timezone", T::String, "Specifies a timezone for this command."),
-            param("userid", T::Uuid, "User UUID, required for adding account from external provisioning system"),
+            param(
+                "domainid",
+                T::Uuid,
+                "Creates the user under the specified domain. Has to be accompanied with the account parameter",
+            ),
+            param(
+                "timezone",
+                T::String,
+                "Specifies a timezone for this command.",
+            ),
+            param(
+                "userid",
+                T::Uuid,
+                "User UUID, required for adding account from external provisioning system",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: USER_FIELDS,
@@ -86,8 +126,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             param("id", T::Uuid, "List user by ID."),
             param("username", T::String, "List user by the username"),
-            param("accounttype", T::Integer, "List users by account type. Valid types include admin, domain-admin, read-only-admin, or user."),
-            param("state", T::String, "List users by state of the user account."),
+            param(
+                "accounttype",
+                T::Integer,
+                "List users by account type. Valid types include admin, domain-admin, read-only-admin, or user.",
+            ),
+            param(
+                "state",
+                T::String,
+                "List users by state of the user account.",
+            ),
         ],
         inherits: Inherits::PagingAndScope,
         response: USER_FIELDS,
@@ -106,9 +154,21 @@ pub const COMMANDS: &[CommandSpec] = &[
             param("firstname", T::String, "first name"),
             param("lastname", T::String, "last name"),
             param("email", T::String, "email"),
-            param("password", T::String, "Clear text password (default hashed to SHA256SALT)."),
-            param("currentpassword", T::String, "Current password that was being used by the user. You must inform the current password when updating the password."),
-            param("timezone", T::String, "Specifies a timezone for this command."),
+            param(
+                "password",
+                T::String,
+                "Clear text password (default hashed to SHA256SALT).",
+            ),
+            param(
+                "currentpassword",
+                T::String,
+                "Current password that was being used by the user. You must inform the current password when updating the password.",
+            ),
+            param(
+                "timezone",
+                T::String,
+                "Specifies a timezone for this command.",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: USER_FIELDS,
@@ -217,11 +277,10 @@ pub fn user_json(state: &State, row: &UserRow) -> Value {
 
 fn user_reply(ctx: &Ctx, id: Uuid) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let row = state
-        .identity
-        .users
-        .get(&id)
-        .ok_or_else(|| ApiError::internal(format!("user {id} vanished after it was written")))?;
+    let row =
+        state.identity.users.get(&id).ok_or_else(|| {
+            ApiError::internal(format!("user {id} vanished after it was written"))
+        })?;
     Ok(Reply::Object {
         key: "user",
         value: user_json(&state, row),
@@ -280,9 +339,14 @@ async fn create_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             .identity
             .account_by_name(domain_id, account_name)
             .ok_or_else(|| {
-                ApiError::invalid_param(format!("Unable to find account {account_name} in domain {domain_id}"))
+                ApiError::invalid_param(format!(
+                    "Unable to find account {account_name} in domain {domain_id}"
+                ))
             })?;
-        if !call.caller.may_access(state, account.facts.account_id, domain_id) {
+        if !call
+            .caller
+            .may_access(state, account.facts.account_id, domain_id)
+        {
             return Err(ApiError::permission_denied(format!(
                 "Caller cannot add users to account {account_name}"
             )));
@@ -293,7 +357,9 @@ async fn create_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             )));
         }
         if state.identity.users.get(&user_id).is_some() {
-            return Err(ApiError::invalid_param(format!("A user with id {user_id} already exists")));
+            return Err(ApiError::invalid_param(format!(
+                "A user with id {user_id} already exists"
+            )));
         }
         let user = UserFacts {
             user_id,
@@ -366,13 +432,16 @@ async fn update_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             // asks; admins resetting someone else's do not.
             if call.caller.user_id == id && call.caller.role == Role::User {
                 let current = call.str("currentpassword").ok_or_else(|| {
-                    ApiError::invalid_param("Current password is required when updating the password")
+                    ApiError::invalid_param(
+                        "Current password is required when updating the password",
+                    )
                 })?;
                 let current = current.to_owned();
                 let hash = current_hash.unwrap_or_default();
-                let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&current, &hash))
-                    .await
-                    .unwrap_or(false);
+                let ok =
+                    tokio::task::spawn_blocking(move || secrets::verify_password(&current, &hash))
+                        .await
+                        .unwrap_or(false);
                 if !ok {
                     return Err(ApiError::invalid_param("Current password is incorrect"));
                 }
@@ -419,10 +488,17 @@ async fn update_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     user_reply(ctx, id)
 }
 
-fn state_change(call: &Call, id: Uuid, state: &State, body: fn(UserRef) -> UserEvent) -> Result<Vec<NewEvent>, ApiError> {
+fn state_change(
+    call: &Call,
+    id: Uuid,
+    state: &State,
+    body: fn(UserRef) -> UserEvent,
+) -> Result<Vec<NewEvent>, ApiError> {
     let row = accessible_user(state, call, id)?;
     if id == call.caller.user_id {
-        return Err(ApiError::invalid_param("A user can't change the state of their own user"));
+        return Err(ApiError::invalid_param(
+            "A user can't change the state of their own user",
+        ));
     }
     Ok(vec![
         NewEvent::new(EventBody::User(body(user_ref(row))))
@@ -433,15 +509,19 @@ fn state_change(call: &Call, id: Uuid, state: &State, body: fn(UserRef) -> UserE
 
 async fn enable_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
-    ctx.decide(IDENTITY, |state| state_change(call, id, state, UserEvent::Enable))
-        .await?;
+    ctx.decide(IDENTITY, |state| {
+        state_change(call, id, state, UserEvent::Enable)
+    })
+    .await?;
     user_reply(ctx, id)
 }
 
 async fn delete_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
-    ctx.decide(IDENTITY, |state| state_change(call, id, state, UserEvent::Delete))
-        .await?;
+    ctx.decide(IDENTITY, |state| {
+        state_change(call, id, state, UserEvent::Delete)
+    })
+    .await?;
     ctx.sessions.remove_user(id);
     ctx.forget_secrets();
     Ok(Reply::success())
@@ -452,7 +532,12 @@ async fn disable_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let username = {
         let state = ctx.models.read();
         state_change(call, id, &state, UserEvent::Disable)?;
-        state.identity.users.get(&id).map(|u| u.facts.username.clone()).unwrap_or_default()
+        state
+            .identity
+            .users
+            .get(&id)
+            .map(|u| u.facts.username.clone())
+            .unwrap_or_default()
     };
     Ok(Reply::Async(AsyncWork {
         instance_type: Some("User"),
@@ -467,7 +552,9 @@ async fn disable_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                         let row = state.identity.users.get(&id).ok_or_else(|| {
                             ApiError::invalid_param(format!("Unable to find user by id {id}"))
                         })?;
-                        Ok(vec![job.event(EventBody::User(UserEvent::Disable(user_ref(row))))])
+                        Ok(vec![
+                            job.event(EventBody::User(UserEvent::Disable(user_ref(row)))),
+                        ])
                     })
                     .await?;
                 job.ctx.sessions.remove_user(id);
@@ -487,7 +574,9 @@ pub fn key_registration(ctx: &Ctx, row: &UserRow, api_key: String, secret: &str)
         account_id: row.facts.account_id,
         domain_id: row.facts.domain_id,
         api_key,
-        secret_key: ctx.keys.seal(secret.as_bytes(), row.facts.user_id.as_bytes()),
+        secret_key: ctx
+            .keys
+            .seal(secret.as_bytes(), row.facts.user_id.as_bytes()),
     }))
 }
 
@@ -522,9 +611,9 @@ async fn get_user_keys(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             value: json!({}),
         });
     };
-    let (_, secret) = ctx
-        .secret_for(&api_key)
-        .ok_or_else(|| ApiError::internal("the user's secret key cannot be opened with this server's master key"))?;
+    let (_, secret) = ctx.secret_for(&api_key).ok_or_else(|| {
+        ApiError::internal("the user's secret key cannot be opened with this server's master key")
+    })?;
     Ok(Reply::Object {
         key: "userkeys",
         value: json!({ "apikey": api_key, "secretkey": secret }),
