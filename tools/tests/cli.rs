@@ -13,7 +13,7 @@ fn help_lists_the_subcommands() {
     let out = ledgerstack().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "bench"] {
+    for command in ["serve", "admin", "bench"] {
         assert!(
             text.contains(command),
             "--help does not mention {command}:\n{text}"
@@ -21,36 +21,64 @@ fn help_lists_the_subcommands() {
     }
 }
 
-/// Starts `serve`, waits for its ready line, and returns the child with its stdout reader.
+/// Starts `serve` on a free port, reads stdout up to its ready line, and returns the child, its
+/// stdout reader and everything printed before the ready line.
 fn start_server(
     data_dir: &std::path::Path,
-) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
     let mut child = ledgerstack()
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("Ledgerstack is running"),
-        "unexpected first line: {line:?}"
-    );
-    (child, stdout)
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "serve exited before its ready line:\n{printed}"
+        );
+        printed.push_str(&line);
+        if line.starts_with("Ledgerstack API on http://127.0.0.1:") {
+            return (child, stdout, printed);
+        }
+    }
 }
 
 #[test]
-fn serve_opens_the_log_stops_cleanly_on_sigterm_and_refuses_a_second_server() {
+fn serve_bootstraps_once_stops_cleanly_on_sigterm_and_refuses_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, mut stdout) = start_server(dir.path());
+    let (mut child, mut stdout, printed) = start_server(dir.path());
     assert!(dir.path().join("log").is_dir() && dir.path().join("index").is_dir());
+    assert!(printed.contains("First start"), "{printed}");
+
+    // The keys printed once are the ones `admin keys` prints again.
+    let keys = ledgerstack()
+        .args(["admin", "keys", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(keys.status.success());
+    let api_key_line = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("api key:"))
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        api_key_line(&String::from_utf8_lossy(&keys.stdout)),
+        api_key_line(&printed)
+    );
 
     // A second server on the same data directory is refused, clearly.
     let second = ledgerstack()
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -67,13 +95,30 @@ fn serve_opens_the_log_stops_cleanly_on_sigterm_and_refuses_a_second_server() {
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let exit = child.wait().unwrap();
     assert!(exit.success(), "serve exited with {exit}");
-    assert!(rest.contains("Stopped. 0 events in the log"), "{rest}");
+    assert!(rest.contains("Stopped. 4 events in the log"), "{rest}");
 
-    // The log reopens after a clean stop.
-    let (mut child, _stdout) = start_server(dir.path());
+    // The log reopens after a clean stop, and the admin is not created again.
+    let (mut child, _stdout, printed) = start_server(dir.path());
+    assert!(!printed.contains("First start"), "{printed}");
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn admin_keys_on_a_fresh_directory_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ledgerstack()
+        .args(["admin", "keys", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("written by the first `ledgerstack serve`"),
+        "{stderr}"
+    );
 }
 
 /// A small run of the append benchmark: it reports every figure and verifies the logs it wrote
