@@ -2,14 +2,11 @@
 //! the root admin, has every key `cmk` reads with the type it expects, for every api, and the
 //! sync/async nature spec/commands.md gives. A missing key or a wrong type crashes `cmk`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod support;
 
-use api::app::{self, ClockChoice, ServerOptions};
-use api::protocol::params::Params;
-use api::protocol::signature;
+use api::app::ClockChoice;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use support::Server;
 
 /// Parameter types `cmk` knows (spec/api.md "API discovery").
 const PARAM_TYPES: &[&str] = &[
@@ -34,131 +31,23 @@ const NATURE: &[(&str, bool)] = &[
     ("queryAsyncJobResult", false),
 ];
 
-/// A server answering on a temporary data directory until dropped.
-struct Server {
-    addr: SocketAddr,
-    api_key: String,
-    secret_key: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(clock: ClockChoice) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let running = app::open(ServerOptions {
-            data_dir: dir.path().to_path_buf(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            clock,
-            demo: false,
-            rebuild_read_models: false,
-        })
-        .await
-        .unwrap();
-        let admin = running
-            .new_admin
-            .clone()
-            .expect("a fresh directory creates the admin");
-        let addr = running.addr;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            running
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Server {
-            addr,
-            api_key: admin.api_key,
-            secret_key: admin.secret_key,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    /// GET `/client/api` signed as the root admin with `pairs` plus apiKey and signature;
-    /// returns the HTTP status and the body parsed as JSON.
-    async fn signed_get(&self, pairs: &[(&str, &str)]) -> (u16, Value) {
-        let mut params = Params::default();
-        params.insert("apiKey", &self.api_key);
-        for (name, value) in pairs {
-            params.insert(name, value);
-        }
-        let signature = signature::sign(&params, &self.secret_key);
-        let mut query = format!("apiKey={}", encode(&self.api_key));
-        for (name, value) in pairs {
-            query.push_str(&format!("&{name}={}", encode(value)));
-        }
-        query.push_str(&format!("&signature={}", encode(&signature)));
-        let addr = self.addr;
-        let raw = tokio::task::spawn_blocking(move || {
-            let mut stream = TcpStream::connect(addr).unwrap();
-            write!(
-                stream,
-                "GET /client/api?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).unwrap();
-            raw
-        })
-        .await
-        .unwrap();
-        let text = String::from_utf8(raw).expect("a UTF-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-        let status: u16 = head
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
-        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        (status, json)
-    }
-
-    /// `listApis&response=json`: the `api` array, after checking `count` against it.
-    async fn list_apis(&self) -> Vec<Value> {
-        let (status, json) = self
-            .signed_get(&[("command", "listApis"), ("response", "json")])
-            .await;
-        assert_eq!(status, 200, "{json}");
-        let response = &json["listapisresponse"];
-        let apis = response["api"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no api array: {json}"))
-            .clone();
-        assert_eq!(
-            response["count"].as_u64(),
-            Some(apis.len() as u64),
-            "count must equal the number of apis listed"
-        );
-        apis
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// `listApis&response=json`: the `api` array, after checking `count` against it.
+async fn list_apis(server: &Server) -> Vec<Value> {
+    let (status, json) = server
+        .signed_get(&[("command", "listApis"), ("response", "json")])
+        .await;
+    assert_eq!(status, 200, "{json}");
+    let response = &json["listapisresponse"];
+    let apis = response["api"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no api array: {json}"))
+        .clone();
+    assert_eq!(
+        response["count"].as_u64(),
+        Some(apis.len() as u64),
+        "count must equal the number of apis listed"
+    );
+    apis
 }
 
 /// Every way `api` departs from what `cmk` reads, as readable lines.
@@ -247,7 +136,7 @@ fn shape_problems(api: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_has_the_keys_and_types_cmk_sync_reads() {
     let server = Server::start(ClockChoice::System).await;
-    let apis = server.list_apis().await;
+    let apis = list_apis(&server).await;
     assert!(
         apis.len() >= NATURE.len(),
         "only {} apis listed",
@@ -284,7 +173,7 @@ async fn every_api_has_the_keys_and_types_cmk_sync_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advance_clock_is_listed_only_on_the_manual_clock() {
     let system = Server::start(ClockChoice::System).await;
-    let listed = system.list_apis().await;
+    let listed = list_apis(&system).await;
     system.stop().await;
     assert!(
         !listed.iter().any(|a| a["name"] == "advanceClock"),
@@ -292,7 +181,7 @@ async fn advance_clock_is_listed_only_on_the_manual_clock() {
     );
 
     let manual = Server::start(ClockChoice::Manual { start: None }).await;
-    let listed = manual.list_apis().await;
+    let listed = list_apis(&manual).await;
     manual.stop().await;
     let advance = listed
         .iter()

@@ -1,0 +1,121 @@
+//! A real server for tests: `api::app` on a temporary data directory, answering signed HTTP
+//! requests as the root admin until stopped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use api::app::{self, ClockChoice, ServerOptions};
+use api::protocol::params::Params;
+use api::protocol::signature;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// A server answering on a temporary data directory until dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub api_key: String,
+    pub secret_key: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    temp_dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start(clock: ClockChoice) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let running = app::open(ServerOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock,
+            demo: false,
+            rebuild_read_models: false,
+        })
+        .await
+        .unwrap();
+        let admin = running
+            .new_admin
+            .clone()
+            .expect("a fresh directory creates the admin");
+        let addr = running.addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            running
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Server {
+            addr,
+            api_key: admin.api_key,
+            secret_key: admin.secret_key,
+            stop: Some(stop),
+            task: Some(task),
+            temp_dir: dir,
+        }
+    }
+
+    /// GET `/client/api` signed as the root admin with `pairs` plus apiKey and signature;
+    /// returns the HTTP status and the body parsed as JSON.
+    pub async fn signed_get(&self, pairs: &[(&str, &str)]) -> (u16, Value) {
+        let mut params = Params::default();
+        params.insert("apiKey", &self.api_key);
+        for (name, value) in pairs {
+            params.insert(name, value);
+        }
+        let signature = signature::sign(&params, &self.secret_key);
+        let mut query = format!("apiKey={}", encode(&self.api_key));
+        for (name, value) in pairs {
+            query.push_str(&format!("&{name}={}", encode(value)));
+        }
+        query.push_str(&format!("&signature={}", encode(&signature)));
+        let addr = self.addr;
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            write!(
+                stream,
+                "GET /client/api?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).unwrap();
+            raw
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8(raw).expect("a UTF-8 response");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+        let status: u16 = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
+        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        (status, json)
+    }
+
+    /// Stops the server gracefully; returns its data directory, which is deleted when dropped.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.temp_dir
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
