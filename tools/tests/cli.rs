@@ -38,16 +38,27 @@ fn start_server(
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    match read_until_ready(&mut stdout) {
+        Ok(printed) => (child, stdout, printed),
+        Err(printed) => {
+            let status = child.wait();
+            panic!("serve exited ({status:?}) before its ready line:\n{printed}");
+        }
+    }
+}
+
+/// Everything `serve` prints up to and including its ready line; `Err` with what it printed if
+/// its stdout ends first.
+fn read_until_ready(stdout: &mut BufReader<std::process::ChildStdout>) -> Result<String, String> {
     let mut printed = String::new();
     loop {
         let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "serve exited before its ready line:\n{printed}"
-        );
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            return Err(printed);
+        }
         printed.push_str(&line);
         if line.starts_with("Ledgerstack API on http://127.0.0.1:") {
-            return (child, stdout, printed);
+            return Ok(printed);
         }
     }
 }
