@@ -138,6 +138,14 @@ impl Call {
     pub fn actor(&self) -> Actor {
         self.caller.actor()
     }
+
+    /// A new event caused by this call: by its caller, correlated with the request, so
+    /// `listEvents` and auditors can find one call's events together.
+    pub fn event(&self, body: engine::event::EventBody) -> engine::event::NewEvent {
+        engine::event::NewEvent::new(body)
+            .by(self.actor())
+            .correlated_with(self.request_id)
+    }
 }
 
 fn parse_uuid(name: &str, value: &str) -> Result<Uuid, ApiError> {
@@ -192,6 +200,11 @@ impl Paging {
                 })
             }
         }
+    }
+
+    /// Reads `page` and `pagesize` under the current `default.page.size`.
+    pub fn for_call(call: &Call, state: &State) -> Result<Paging, ApiError> {
+        Paging::from_call(call, state.configuration.global_i64("default.page.size"))
     }
 
     /// This page of `rows`, and how many rows there were in all.

@@ -5,7 +5,7 @@ use engine::event::identity::{
     AccountCreated, AccountDisabled, AccountFacts, AccountRef, AccountType, AccountUpdated,
     UserCreated, UserFacts,
 };
-use engine::event::{AccountEvent, EventBody, NewEvent, UserEvent};
+use engine::event::{AccountEvent, EventBody, UserEvent};
 use futures::FutureExt;
 use projections::State;
 use projections::identity::AccountRow;
@@ -441,17 +441,13 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             timezone: timezone.clone(),
         };
         Ok(vec![
-            NewEvent::new(EventBody::Account(AccountEvent::Create(AccountCreated {
+            call.event(EventBody::Account(AccountEvent::Create(AccountCreated {
                 account,
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-            NewEvent::new(EventBody::User(UserEvent::Create(UserCreated {
+            }))),
+            call.event(EventBody::User(UserEvent::Create(UserCreated {
                 user,
                 password_hash: Some(password.clone()),
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
+            }))),
         ])
     })
     .await?;
@@ -460,7 +456,7 @@ async fn create_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 
 async fn list_accounts(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let scope = ListScope::from_call(call, &state, true)?;
     let id = call.uuid("id")?;
     let name = call.str("name");
@@ -509,14 +505,12 @@ async fn update_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         if let Some(network_domain) = call.str("networkdomain") {
             account.network_domain = Some(network_domain.into());
         }
-        Ok(vec![
-            NewEvent::new(EventBody::Account(AccountEvent::Update(AccountUpdated {
+        Ok(vec![call.event(EventBody::Account(AccountEvent::Update(
+            AccountUpdated {
                 account,
                 previous_name,
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+            },
+        )))])
     })
     .await?;
     account_reply(ctx, selected_id(ctx, call)?)
@@ -543,11 +537,9 @@ fn selected_id(ctx: &Ctx, call: &Call) -> Result<Uuid, ApiError> {
 async fn enable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     ctx.decide(IDENTITY, |state| {
         let row = selected_account(state, call)?;
-        Ok(vec![
-            NewEvent::new(EventBody::Account(AccountEvent::Enable(account_ref(row))))
-                .by(call.actor())
-                .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(EventBody::Account(AccountEvent::Enable(
+            account_ref(row),
+        )))])
     })
     .await?;
     account_reply(ctx, selected_id(ctx, call)?)

@@ -12,7 +12,7 @@ use engine::event::infrastructure::{
     DiskOfferingFacts, DiskOfferingLifecycle, ServiceOfferingFacts, ServiceOfferingLifecycle,
     ZoneFacts, ZoneLifecycle,
 };
-use engine::event::{DiskOfferingEvent, EventBody, NewEvent, ServiceOfferingEvent, ZoneEvent};
+use engine::event::{DiskOfferingEvent, EventBody, ServiceOfferingEvent, ZoneEvent};
 use projections::State;
 use projections::catalog::Created;
 use serde_json::{Value, json};
@@ -738,12 +738,6 @@ fn zone_restriction(state: &State, ids: &[Uuid]) -> (Option<String>, Option<Stri
 // ---------------------------------------------------------------------------------------------
 // Parameter checks shared by several commands
 
-fn event(call: &Call, body: EventBody) -> NewEvent {
-    NewEvent::new(body)
-        .by(call.actor())
-        .correlated_with(call.request_id)
-}
-
 /// A whole-number parameter that must lie in `1..=max`; `label` and `what` complete
 /// CloudStack's "Failed to create ...: specify the ... value between 1 and N" message.
 fn positive(
@@ -1031,10 +1025,9 @@ async fn create_zone(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 "A zone with that name already exists. Please specify a unique zone name.",
             ));
         }
-        Ok(vec![event(
-            call,
-            EventBody::Zone(ZoneEvent::Create(ZoneLifecycle { zone: zone.clone() })),
-        )])
+        Ok(vec![call.event(EventBody::Zone(ZoneEvent::Create(
+            ZoneLifecycle { zone: zone.clone() },
+        )))])
     })
     .await?;
     let state = ctx.models.read();
@@ -1049,7 +1042,7 @@ async fn create_zone(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 
 async fn list_zones(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let id = call.uuid("id")?;
     let name = call.str("name");
     let network_type = call.str("networktype");
@@ -1186,12 +1179,9 @@ async fn create_service_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErr
             zone_ids: restricted_zones(state, zones.as_deref().unwrap_or_default())?,
             ..template.clone()
         };
-        Ok(vec![event(
-            call,
-            EventBody::ServiceOffering(ServiceOfferingEvent::Create(ServiceOfferingLifecycle {
-                offering,
-            })),
-        )])
+        Ok(vec![call.event(EventBody::ServiceOffering(
+            ServiceOfferingEvent::Create(ServiceOfferingLifecycle { offering }),
+        ))])
     })
     .await?;
     service_offering_reply(ctx, id)
@@ -1221,7 +1211,7 @@ fn existing_service_offering(
 
 async fn list_service_offerings(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     if call.str("projectid").is_some() {
         return Ok(Reply::List {
             key: "serviceoffering",
@@ -1327,12 +1317,9 @@ async fn update_service_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErr
         if offering == row.facts {
             return Ok(Vec::new());
         }
-        Ok(vec![event(
-            call,
-            EventBody::ServiceOffering(ServiceOfferingEvent::Edit(ServiceOfferingLifecycle {
-                offering,
-            })),
-        )])
+        Ok(vec![call.event(EventBody::ServiceOffering(
+            ServiceOfferingEvent::Edit(ServiceOfferingLifecycle { offering }),
+        ))])
     })
     .await?;
     service_offering_reply(ctx, id)
@@ -1350,12 +1337,11 @@ async fn delete_service_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErr
             "service offering",
             id,
         )?;
-        Ok(vec![event(
-            call,
-            EventBody::ServiceOffering(ServiceOfferingEvent::Delete(ServiceOfferingLifecycle {
+        Ok(vec![call.event(EventBody::ServiceOffering(
+            ServiceOfferingEvent::Delete(ServiceOfferingLifecycle {
                 offering: row.facts.clone(),
-            })),
-        )])
+            }),
+        ))])
     })
     .await?;
     Ok(Reply::success())
@@ -1442,12 +1428,9 @@ async fn create_disk_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError>
             zone_ids: restricted_zones(state, zones.as_deref().unwrap_or_default())?,
             ..template.clone()
         };
-        Ok(vec![event(
-            call,
-            EventBody::DiskOffering(DiskOfferingEvent::Create(DiskOfferingLifecycle {
-                offering,
-            })),
-        )])
+        Ok(vec![call.event(EventBody::DiskOffering(
+            DiskOfferingEvent::Create(DiskOfferingLifecycle { offering }),
+        ))])
     })
     .await?;
     let state = ctx.models.read();
@@ -1462,7 +1445,7 @@ async fn create_disk_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError>
 
 async fn list_disk_offerings(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     if call.str("projectid").is_some() {
         return Ok(Reply::List {
             key: "diskoffering",
@@ -1516,12 +1499,11 @@ async fn delete_disk_offering(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError>
             "disk offering",
             id,
         )?;
-        Ok(vec![event(
-            call,
-            EventBody::DiskOffering(DiskOfferingEvent::Delete(DiskOfferingLifecycle {
+        Ok(vec![call.event(EventBody::DiskOffering(
+            DiskOfferingEvent::Delete(DiskOfferingLifecycle {
                 offering: row.facts.clone(),
-            })),
-        )])
+            }),
+        ))])
     })
     .await?;
     Ok(Reply::success())

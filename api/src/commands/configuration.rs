@@ -7,7 +7,7 @@
 //! [`Ctx::decide`] returns only once the read model includes the change.
 
 use engine::event::infrastructure::{ConfigScope, ConfigurationChanged};
-use engine::event::{ConfigurationEvent, EventBody, NewEvent};
+use engine::event::{ConfigurationEvent, EventBody};
 use projections::State;
 use projections::configuration::{Configuration, SETTINGS, Setting, setting};
 use serde_json::{Value, json};
@@ -282,7 +282,7 @@ fn requested_scope(state: &State, call: &Call) -> Result<Option<Scope>, ApiError
 
 async fn list_configurations(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let scope = match requested_scope(&state, call)? {
         Some(scope) => scope,
         // Since 4.17 CloudStack lets domain admins see settings, but only those they may set
@@ -392,19 +392,15 @@ async fn update_configuration(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError>
             .configuration
             .value_at(setting.name, scope.kind, scope.id)
             .map(str::to_owned);
-        Ok(vec![
-            NewEvent::new(EventBody::Configuration(ConfigurationEvent::ValueEdit(
-                ConfigurationChanged {
-                    name: setting.name.into(),
-                    value: value.clone(),
-                    previous_value: previous,
-                    scope: scope.kind,
-                    scope_id: scope.id,
-                },
-            )))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(EventBody::Configuration(
+            ConfigurationEvent::ValueEdit(ConfigurationChanged {
+                name: setting.name.into(),
+                value: value.clone(),
+                previous_value: previous,
+                scope: scope.kind,
+                scope_id: scope.id,
+            }),
+        ))])
     })
     .await?;
     let state = ctx.models.read();

@@ -2,7 +2,7 @@
 //! `deleteDomain`).
 
 use engine::event::identity::{AccountRef, DomainDeleted, DomainFacts, DomainLifecycle};
-use engine::event::{AccountEvent, DomainEvent, EventBody, NewEvent};
+use engine::event::{AccountEvent, DomainEvent, EventBody};
 use futures::FutureExt;
 use projections::State;
 use projections::identity::DomainRow;
@@ -246,27 +246,17 @@ async fn create_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             path: format!("{}/{}", parent.facts.path.trim_end_matches('/'), name),
             network_domain: call.str("networkdomain").map(Into::into),
         };
-        Ok(vec![
-            NewEvent::new(EventBody::Domain(DomainEvent::Create(DomainLifecycle {
-                domain: facts,
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(EventBody::Domain(DomainEvent::Create(
+            DomainLifecycle { domain: facts },
+        )))])
     })
     .await?;
     domain_reply(ctx, id)
 }
 
 async fn list_domains(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
-    let paging = Paging::from_call(
-        call,
-        ctx.models
-            .read()
-            .configuration
-            .global_i64("default.page.size"),
-    )?;
     let state = ctx.models.read();
+    let paging = Paging::for_call(call, &state)?;
     let id = call.uuid("id")?;
     let name = call.str("name");
     let level = call.int("level")?;
@@ -331,13 +321,9 @@ async fn update_domain(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         if let Some(network_domain) = call.params.get("networkdomain") {
             facts.network_domain = Some(network_domain.into());
         }
-        Ok(vec![
-            NewEvent::new(EventBody::Domain(DomainEvent::Update(DomainLifecycle {
-                domain: facts,
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(EventBody::Domain(DomainEvent::Update(
+            DomainLifecycle { domain: facts },
+        )))])
     })
     .await?;
     domain_reply(ctx, id)

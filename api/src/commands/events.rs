@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use engine::event::operations::EventsHidden;
-use engine::event::{EventBody, EventHistoryEvent, EventType, Level, NewEvent};
+use engine::event::{EventBody, EventHistoryEvent, EventType, Level};
 use engine::time::Timestamp;
 use projections::State;
 use projections::event_history::EventRow;
@@ -336,7 +336,7 @@ impl ListFilter {
 
 async fn list_events(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let scope = ListScope::from_call(call, &state, false)?;
     let filter = ListFilter::from_call(call)?;
     // Walking positions newest first makes the stable sort below break ties on `created` by
@@ -505,11 +505,7 @@ async fn hide(ctx: &Ctx, call: &Call, how: Hide) -> Result<Reply, ApiError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(vec![
-            NewEvent::new(how.body(ids))
-                .by(call.actor())
-                .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(how.body(ids))])
     })
     .await?;
     Ok(Reply::success())

@@ -154,7 +154,7 @@ async fn query_async_job_result(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErro
 
 async fn list_async_jobs(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let scope = ListScope::from_call(call, &state, false)?;
     let since = call.date("startdate", false)?;
     let id = call.uuid("id")?;

@@ -371,14 +371,12 @@ async fn create_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             email: call.str("email").map(Into::into),
             timezone: call.str("timezone").map(Into::into),
         };
-        Ok(vec![
-            NewEvent::new(EventBody::User(UserEvent::Create(UserCreated {
+        Ok(vec![call.event(EventBody::User(UserEvent::Create(
+            UserCreated {
                 user,
                 password_hash: Some(password.clone()),
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+            },
+        )))])
     })
     .await?;
     user_reply(ctx, user_id)
@@ -386,7 +384,7 @@ async fn create_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 
 async fn list_users(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
-    let paging = Paging::from_call(call, state.configuration.global_i64("default.page.size"))?;
+    let paging = Paging::for_call(call, &state)?;
     let scope = ListScope::from_call(call, &state, true)?;
     let id = call.uuid("id")?;
     let username = call.str("username");
@@ -475,14 +473,12 @@ async fn update_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         if let Some(v) = call.str("timezone") {
             user.timezone = Some(v.into());
         }
-        Ok(vec![
-            NewEvent::new(EventBody::User(UserEvent::Update(UserUpdated {
+        Ok(vec![call.event(EventBody::User(UserEvent::Update(
+            UserUpdated {
                 user,
                 password_hash: new_hash.clone(),
-            })))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-        ])
+            },
+        )))])
     })
     .await?;
     user_reply(ctx, id)
@@ -500,11 +496,7 @@ fn state_change(
             "A user can't change the state of their own user",
         ));
     }
-    Ok(vec![
-        NewEvent::new(EventBody::User(body(user_ref(row))))
-            .by(call.actor())
-            .correlated_with(call.request_id),
-    ])
+    Ok(vec![call.event(EventBody::User(body(user_ref(row))))])
 }
 
 async fn enable_user(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
@@ -585,11 +577,12 @@ async fn register_user_keys(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let (api_key, secret) = secrets::generate_api_key_pair();
     ctx.decide(IDENTITY, |state| {
         let row = accessible_user(state, call, id)?;
-        Ok(vec![
-            NewEvent::new(key_registration(ctx, row, api_key.clone(), &secret))
-                .by(call.actor())
-                .correlated_with(call.request_id),
-        ])
+        Ok(vec![call.event(key_registration(
+            ctx,
+            row,
+            api_key.clone(),
+            &secret,
+        ))])
     })
     .await?;
     ctx.forget_secrets();
