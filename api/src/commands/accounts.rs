@@ -1,6 +1,7 @@
 //! Accounts: who owns resources and is billed (`createAccount`, `listAccounts`,
 //! `updateAccount`, `disableAccount`, `enableAccount`, `lockAccount`, `deleteAccount`).
 
+use compact_str::CompactString;
 use engine::event::identity::{
     AccountCreated, AccountDisabled, AccountFacts, AccountRef, AccountType, AccountUpdated,
     UserCreated, UserFacts,
@@ -551,18 +552,31 @@ async fn lock_account(_ctx: &Ctx, _call: &Call) -> Result<Reply, ApiError> {
     ))
 }
 
+/// The account `id` or `account` + `domainid` name, for an action the caller may not take on
+/// their own account (`verb` completes the refusal).
+fn another_account(ctx: &Ctx, call: &Call, verb: &str) -> Result<(Uuid, CompactString), ApiError> {
+    let state = ctx.models.read();
+    let row = selected_account(&state, call)?;
+    if row.facts.account_id == call.caller.account_id {
+        return Err(ApiError::invalid_param(format!(
+            "Caller can't {verb} its own account"
+        )));
+    }
+    Ok((row.facts.account_id, row.facts.name.clone()))
+}
+
+/// The account `id` as an async job finds it when it runs (it may have gone meanwhile).
+fn existing_account(state: &State, id: Uuid) -> Result<&AccountRow, ApiError> {
+    state
+        .identity
+        .accounts
+        .get(&id)
+        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find account by id {id}")))
+}
+
 async fn disable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let lock = call.flag("lock");
-    let (id, name) = {
-        let state = ctx.models.read();
-        let row = selected_account(&state, call)?;
-        if row.facts.account_id == call.caller.account_id {
-            return Err(ApiError::invalid_param(
-                "Caller can't disable its own account",
-            ));
-        }
-        (row.facts.account_id, row.facts.name.clone())
-    };
+    let (id, name) = another_account(ctx, call, "disable")?;
     Ok(Reply::Async(AsyncWork {
         instance_type: Some("Account"),
         instance_id: Some(id),
@@ -576,9 +590,7 @@ async fn disable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             async move {
                 job.ctx
                     .decide(IDENTITY, |state| {
-                        let row = state.identity.accounts.get(&id).ok_or_else(|| {
-                            ApiError::invalid_param(format!("Unable to find account by id {id}"))
-                        })?;
+                        let row = existing_account(state, id)?;
                         Ok(vec![job.event(EventBody::Account(AccountEvent::Disable(
                             AccountDisabled {
                                 account_id: id,
@@ -599,16 +611,7 @@ async fn disable_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 }
 
 async fn delete_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
-    let (id, name) = {
-        let state = ctx.models.read();
-        let row = selected_account(&state, call)?;
-        if row.facts.account_id == call.caller.account_id {
-            return Err(ApiError::invalid_param(
-                "Caller can't delete its own account",
-            ));
-        }
-        (row.facts.account_id, row.facts.name.clone())
-    };
+    let (id, name) = another_account(ctx, call, "delete")?;
     Ok(Reply::Async(AsyncWork {
         instance_type: Some("Account"),
         instance_id: Some(id),
@@ -619,9 +622,7 @@ async fn delete_account(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             async move {
                 job.ctx
                     .decide(IDENTITY, |state| {
-                        let row = state.identity.accounts.get(&id).ok_or_else(|| {
-                            ApiError::invalid_param(format!("Unable to find account by id {id}"))
-                        })?;
+                        let row = existing_account(state, id)?;
                         Ok(vec![job.event(EventBody::Account(AccountEvent::Delete(
                             account_ref(row),
                         )))])
