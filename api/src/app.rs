@@ -15,6 +15,9 @@ use projections::ProjectionError;
 use projections::runner::{self, RunnerHandle, StartMode};
 use tracing::info;
 
+pub use projections::driver::SimulatorConfig;
+use projections::driver::Simulator;
+use projections::orchestrator::{self, OrchestratorHandle};
 use crate::bootstrap::{self, AdminCredentials, BootstrapError};
 use crate::context::{Ctx, Sessions, Shared, Throttle};
 use crate::error::ApiError;
@@ -46,6 +49,8 @@ pub struct ServerOptions {
     pub demo: bool,
     /// Rebuild the read models from the log instead of resuming from their checkpoint.
     pub rebuild_read_models: bool,
+    /// The simulator hypervisor's settings (latency of every command).
+    pub simulator: SimulatorConfig,
 }
 
 /// Why the server could not start.
@@ -91,8 +96,11 @@ pub struct Running {
     pub new_admin: Option<AdminCredentials>,
     /// Jobs of an earlier run that were failed at this start.
     pub interrupted_jobs: usize,
+    /// Jobs of an earlier run waiting for a driver command, resumed at this start.
+    pub resumed_jobs: usize,
     store: EmbeddedStore,
     runner: RunnerHandle,
+    orchestrator: OrchestratorHandle,
     listener: tokio::net::TcpListener,
 }
 
@@ -168,9 +176,17 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         mode,
     )
     .await?;
+    let simulator = Simulator::new(options.simulator.clone());
+    let orchestrator = orchestrator::start(
+        shared_store.clone(),
+        models.clone(),
+        Arc::new(simulator.clone()),
+        clock.clone(),
+    );
     let ctx = Ctx::new(Shared {
         store: shared_store,
         models,
+        simulator,
         keys,
         clock,
         manual_clock,
@@ -178,7 +194,8 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         throttle: Throttle::default(),
         secret_cache: Default::default(),
     });
-    let interrupted_jobs = jobs::fail_interrupted(&ctx).await?;
+    let (resumed_jobs, interrupted_jobs) =
+        jobs::settle_interrupted(&ctx, crate::commands::render_job_result).await?;
     let new_admin = bootstrap::ensure_admin(&ctx, &options.data_dir).await?;
     if options.demo && bootstrap::seed_demo(&ctx).await? {
         info!("seeded the demo zone and offerings");
@@ -198,8 +215,10 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         ctx,
         new_admin,
         interrupted_jobs,
+        resumed_jobs,
         store,
         runner,
+        orchestrator,
         listener,
     })
 }
@@ -212,6 +231,7 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<u64> {
         let served = crate::server::serve(self.listener, self.ctx.clone(), shutdown).await;
+        self.orchestrator.stop().await;
         self.runner.stop().await;
         let head = self.store.head().await.map(|p| p.0).unwrap_or(0);
         let store = self.store;

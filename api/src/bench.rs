@@ -268,6 +268,7 @@ pub async fn run_api_bench(
         clock: ClockChoice::System,
         demo: true,
         rebuild_read_models: false,
+        simulator: Default::default(),
     })
     .await?;
     let admin = running

@@ -25,6 +25,9 @@ pub struct Shared {
     pub store: Arc<dyn EventStore>,
     /// The read models every query answers from.
     pub models: Arc<ReadModels>,
+    /// The simulator hypervisor the orchestrator drives (`configureSimulator` injects failures
+    /// and latency into it).
+    pub simulator: projections::driver::Simulator,
     /// Opens API secret keys sealed in the log.
     pub keys: MasterKeys,
     /// Where "now" comes from (the same clock the log stamps events with).

@@ -13,6 +13,10 @@ use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use projections::State;
+use projections::jobs::JobRow;
+use projections::orchestration::CommandResult;
+
 use crate::call::Call;
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -60,7 +64,18 @@ fn job_stream(job_id: Uuid) -> StreamId {
 
 /// Records the job, starts its task, and answers `jobid` (and `id`).
 pub async fn submit(ctx: &Ctx, call: &Call, work: AsyncWork) -> Result<Reply, ApiError> {
-    let job_id = Uuid::new_v4();
+    submit_as(ctx, call, Uuid::new_v4(), work).await
+}
+
+/// [`submit`] with a job id chosen beforehand: a driver command's request event is appended
+/// (correlated with the job) before the job is recorded, so that a refused request (532,
+/// 533, ...) records no job at all.
+pub async fn submit_as(
+    ctx: &Ctx,
+    call: &Call,
+    job_id: Uuid,
+    work: AsyncWork,
+) -> Result<Reply, ApiError> {
     let submitted = AsyncJobSubmitted {
         job_id,
         command: call.command.name.into(),
@@ -158,17 +173,79 @@ async fn complete(ctx: &Ctx, actor: Actor, completed: AsyncJobCompleted) -> Resu
     Ok(())
 }
 
-/// Fails every job that was still running when the server last stopped: its task died with
-/// the process, and a job must never stay pending forever.
-pub async fn fail_interrupted(ctx: &Ctx) -> Result<usize, ApiError> {
-    let unfinished: Vec<(Uuid, Uuid, Uuid)> = ctx
-        .models
-        .read()
-        .jobs
-        .unfinished()
-        .iter()
-        .map(|j| (j.job_id, j.user_id, j.account_id))
-        .collect();
+/// The work of a job that waits for a driver command already requested: the job succeeds with
+/// `render`'s reply once the command succeeded, and fails with the driver's error text (534)
+/// when it failed.
+pub fn after_command(
+    command_id: Uuid,
+    render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
+) -> Box<dyn FnOnce(JobRun) -> BoxFuture<'static, Result<Reply, ApiError>> + Send> {
+    Box::new(move |job: JobRun| {
+        Box::pin(async move {
+            await_command(&job.ctx, command_id).await?;
+            let state = job.ctx.models.read();
+            render(&state)
+        })
+    })
+}
+
+/// Waits until a driver command has its result in the read models.
+pub async fn await_command(ctx: &Ctx, command_id: Uuid) -> Result<(), ApiError> {
+    ctx.models
+        .wait_until(|s| s.orchestration.results.get(&command_id).is_some())
+        .await?;
+    let state = ctx.models.read();
+    match state.orchestration.results.get(&command_id).map(|f| &f.result) {
+        Some(CommandResult::Failed(error)) => Err(ApiError::unavailable(error.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// Settles every job that was still running when the server last stopped. A job waiting for
+/// a driver command is resumed: the orchestrator re-issues the command, and the job completes
+/// from its result (rendered by `render`). Any other job's task died with the process, and
+/// is failed: a job must never stay pending forever. Returns (resumed, failed).
+pub async fn settle_interrupted(
+    ctx: &Ctx,
+    render: fn(&State, &JobRow) -> Result<Reply, ApiError>,
+) -> Result<(usize, usize), ApiError> {
+    let (resumable, unfinished): (Vec<(JobRow, Uuid)>, Vec<(Uuid, Uuid, Uuid)>) = {
+        let state = ctx.models.read();
+        let mut resumable = Vec::new();
+        let mut unfinished = Vec::new();
+        for job in state.jobs.unfinished() {
+            match state.orchestration.command_of_job(job.job_id) {
+                Some(command) => resumable.push((job.clone(), command)),
+                None => unfinished.push((job.job_id, job.user_id, job.account_id)),
+            }
+        }
+        (resumable, unfinished)
+    };
+    let resumed = resumable.len();
+    for (job, command_id) in resumable {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let outcome = match await_command(&ctx, command_id).await {
+                Ok(()) => render(&ctx.models.read(), &job),
+                Err(e) => Err(e),
+            };
+            let completed = match outcome {
+                Ok(reply) => AsyncJobCompleted {
+                    job_id: job.job_id,
+                    outcome: JobOutcome::Succeeded,
+                    result_code: 0,
+                    result: JsonDocument::new(&reply.into_job_result()),
+                },
+                Err(error) => failure(job.job_id, &error),
+            };
+            let actor = Actor::user(job.user_id, job.account_id);
+            if let Err(e) = complete(&ctx, actor, completed).await {
+                warn!(job_id = %job.job_id, error = %e, "could not record the end of a resumed job");
+            } else {
+                info!(job_id = %job.job_id, "completed a job resumed after a restart");
+            }
+        });
+    }
     for (job_id, user_id, account_id) in &unfinished {
         let error = ApiError::internal(
             "the server stopped while this job was running; what it had done is in listEvents; run the command again",
@@ -181,5 +258,5 @@ pub async fn fail_interrupted(ctx: &Ctx) -> Result<usize, ApiError> {
         .await?;
         info!(%job_id, "failed a job interrupted by a restart");
     }
-    Ok(unfinished.len())
+    Ok((resumed, unfinished.len()))
 }

@@ -5,6 +5,7 @@
 //! Architecture Invariant: only this crate knows about HTTP, and it maps each domain error to a
 //! CloudStack error code in exactly one place ([`error::ApiError`]).
 
+pub mod allocation;
 pub mod app;
 pub mod bench;
 pub mod bootstrap;

@@ -18,6 +18,7 @@ async fn start(dir: &Path) -> Running {
         clock: ClockChoice::System,
         demo: false,
         rebuild_read_models: false,
+        simulator: Default::default(),
     })
     .await
     .unwrap()

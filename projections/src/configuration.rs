@@ -261,6 +261,138 @@ pub const SETTINGS: &[Setting] = &[
         kind: SettingKind::Fraction,
         scopes: GLOBAL,
     },
+    Setting {
+        name: "max.account.user.vms",
+        category: "Account Defaults",
+        description: "The default maximum number of user VMs an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.public.ips",
+        category: "Account Defaults",
+        description: "The default maximum number of public IPs an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.volumes",
+        category: "Account Defaults",
+        description: "The default maximum number of volumes an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.snapshots",
+        category: "Account Defaults",
+        description: "The default maximum number of snapshots an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.templates",
+        category: "Account Defaults",
+        description: "The default maximum number of templates an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.networks",
+        category: "Account Defaults",
+        description: "The default maximum number of guest networks an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.vpcs",
+        category: "Account Defaults",
+        description: "The default maximum number of VPCs an account may have (-1: unlimited)",
+        default: "20",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.cpus",
+        category: "Account Defaults",
+        description: "The default maximum number of vCPUs an account may have (-1: unlimited)",
+        default: "40",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.memory",
+        category: "Account Defaults",
+        description: "The default maximum number of MiB of memory an account may have (-1: unlimited)",
+        default: "40960",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.primary.storage",
+        category: "Account Defaults",
+        description: "The default maximum number of GiB of primary storage an account may have (-1: unlimited)",
+        default: "200",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "max.account.secondary.storage",
+        category: "Account Defaults",
+        description: "The default maximum number of GiB of secondary storage an account may have (-1: unlimited)",
+        default: "400",
+        kind: SettingKind::Integer {
+            min: -1,
+            max: i64::MAX,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "vm.disk.stats.interval",
+        category: "Advanced",
+        description: "Interval in seconds between readings of every running VM's disk counters (0: off)",
+        default: "0",
+        kind: SettingKind::Integer {
+            min: 0,
+            max: 31_536_000,
+        },
+        scopes: GLOBAL,
+    },
 ];
 
 /// The setting with this name.

@@ -130,6 +130,8 @@ impl EventHistory {
             // Counter readings are measurements, not actions: usage reads them, `listEvents`
             // would drown in them.
             body if body.event_type().name().ends_with(".STATS") => return,
+            // A driver command's request (state Started) is the job's own Started row already.
+            _ if envelope.state == EventState::Started => return,
             body => {
                 let payload = body.data_json().unwrap_or(Value::Null);
                 let (resource_type, resource_id, resource_name) =
@@ -142,11 +144,20 @@ impl EventHistory {
                     find_field(&payload, "account_id").and_then(|v| v.as_str()?.parse().ok())
                 });
                 let name = body.event_type().name();
-                let description = match (&resource_type, &resource_name, resource_id) {
-                    (Some(kind), Some(n), _) => format!("{name} completed for {kind} {n}"),
-                    (Some(kind), None, Some(id)) => format!("{name} completed for {kind} {id}"),
-                    _ => format!("{name} completed"),
+                let verb = match envelope.state {
+                    EventState::Created => "created",
+                    EventState::Scheduled => "scheduled",
+                    EventState::Started => "started",
+                    EventState::Completed => "completed",
                 };
+                let mut description = match (&resource_type, &resource_name, resource_id) {
+                    (Some(kind), Some(n), _) => format!("{name} {verb} for {kind} {n}"),
+                    (Some(kind), None, Some(id)) => format!("{name} {verb} for {kind} {id}"),
+                    _ => format!("{name} {verb}"),
+                };
+                if let Some(error) = find_field(&payload, "error").and_then(Value::as_str) {
+                    description = format!("{description}: {error}");
+                }
                 EventRow {
                     resource_type,
                     resource_id,
@@ -227,6 +238,15 @@ fn describe_resource(
         (_, t) if t.starts_with("DISK.OFFERING") => ("DiskOffering", "disk_offering_id"),
         (_, t) if t.starts_with("NETWORK.OFFERING") => ("NetworkOffering", "network_offering_id"),
         (_, t) if t.starts_with("VPC.OFFERING") => ("VpcOffering", "vpc_offering_id"),
+        (_, "DRIVER.FAILED") => {
+            let kind = find_field(payload, "resource_type").and_then(Value::as_str);
+            let id = find_field(payload, "resource_id").and_then(|v| v.as_str()?.parse().ok());
+            return (kind.map(CompactString::from), id, None);
+        }
+        (_, t) if t.starts_with("SSH.KEYPAIR") => ("SSHKeyPair", "keypair_id"),
+        (_, t) if t.starts_with("RESOURCE.LIMIT") => ("ResourceLimit", ""),
+        (_, "CLUSTER.ADD") => ("Cluster", "cluster_id"),
+        ("HOST" | "MAINT", _) => ("Host", "host_id"),
         ("DOMAIN", _) => ("Domain", "domain_id"),
         ("ACCOUNT", _) => ("Account", "account_id"),
         ("USER", _) => ("User", "user_id"),

@@ -1,17 +1,23 @@
 //! Ledgerstack's read side (DESIGN.md): the projection runner (checkpoints, catch-up, rebuild)
-//! and the read models behind every list and query command. Later issues add the orchestrator
-//! and the simulator drivers here.
+//! the read models behind every list and query command, the hypervisor driver trait with its
+//! simulator, and the orchestrator that turns requested actions into driver commands.
 //!
 //! Architecture Invariant: this crate reads the log only through `engine::store::EventStore`,
 //! never reads the wall clock (times come from events), and never iterates a hash map into
 //! output: every table is a `BTreeMap`, so the same log always gives the same read models.
 
 pub mod catalog;
+pub mod compute;
 pub mod configuration;
+pub mod driver;
 pub mod event_history;
 pub mod identity;
+pub mod infrastructure;
 pub mod jobs;
+pub mod orchestration;
+pub mod orchestrator;
 pub mod runner;
+pub mod storage;
 pub mod table;
 
 use engine::store::StoreError;

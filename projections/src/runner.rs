@@ -13,15 +13,19 @@ use tracing::{error, info, warn};
 
 use crate::ProjectionError;
 use crate::catalog::Catalog;
+use crate::compute::Compute;
 use crate::configuration::Configuration;
 use crate::event_history::EventHistory;
 use crate::identity::Identity;
+use crate::infrastructure::Infrastructure;
 use crate::jobs::Jobs;
+use crate::orchestration::Orchestration;
+use crate::storage::Storage;
 use crate::table::{PersistedTable, Table};
 
 /// Bumped whenever a row type or an `apply` changes meaning: a store written by another
 /// version is rebuilt from the log rather than trusted.
-const MODEL_VERSION: &str = "ledgerstack-read-models-4";
+const MODEL_VERSION: &str = "ledgerstack-read-models-5";
 const VERSION_KEY: &[u8] = b"\0model-version";
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// Persist at least this often during a long catch-up, so a crash mid-rebuild loses little.
@@ -40,6 +44,14 @@ pub struct State {
     pub configuration: Configuration,
     /// Zones and offerings.
     pub catalog: Catalog,
+    /// Pods, clusters, hosts.
+    pub infrastructure: Infrastructure,
+    /// VMs, NICs, guest networks, key pairs, tags, limits.
+    pub compute: Compute,
+    /// Volumes, snapshots, VM snapshots, templates, ISOs.
+    pub storage: Storage,
+    /// Driver commands awaiting their result.
+    pub orchestration: Orchestration,
     /// Versions of the singleton streams (`identity`, `catalog`, ...) whose invariants command
     /// decisions check: a decision appends with the version its state was read at
     /// (DESIGN.md invariant 8).
@@ -56,6 +68,10 @@ impl Default for State {
             events: EventHistory::default(),
             configuration: Configuration::default(),
             catalog: Catalog::default(),
+            infrastructure: Infrastructure::default(),
+            compute: Compute::default(),
+            storage: Storage::default(),
+            orchestration: Orchestration::default(),
             stream_versions: Table::new("stream_versions"),
             position: Position(0),
         }
@@ -70,6 +86,10 @@ impl State {
         tables.extend(self.events.tables());
         tables.extend(self.configuration.tables());
         tables.extend(self.catalog.tables());
+        tables.extend(self.infrastructure.tables());
+        tables.extend(self.compute.tables());
+        tables.extend(self.storage.tables());
+        tables.extend(self.orchestration.tables());
         tables.push(&mut self.stream_versions);
         tables
     }
@@ -80,6 +100,11 @@ impl State {
         self.jobs.apply(event);
         self.configuration.apply(event);
         self.catalog.apply(event);
+        self.infrastructure.apply(event);
+        self.compute.apply(event, &self.orchestration);
+        self.storage.apply(event, &self.orchestration);
+        self.orchestration
+            .apply(event, &self.compute, &self.storage);
         if event.envelope.stream.id().is_none() {
             self.stream_versions
                 .insert(event.envelope.stream.to_string(), event.envelope.version);
@@ -129,6 +154,32 @@ impl ReadModels {
             .await
             .map(|_| ())
             .map_err(|_| ProjectionError::Stopped)
+    }
+}
+
+impl ReadModels {
+    /// Resolves once `condition` holds on the read models (checked after every applied
+    /// batch): how a job waits for its driver command's result.
+    pub async fn wait_until(
+        &self,
+        condition: impl Fn(&State) -> bool,
+    ) -> Result<(), ProjectionError> {
+        let mut applied = self.applied.clone();
+        loop {
+            applied.borrow_and_update();
+            if condition(&self.read()) {
+                return Ok(());
+            }
+            applied
+                .changed()
+                .await
+                .map_err(|_| ProjectionError::Stopped)?;
+        }
+    }
+
+    /// A receiver that wakes whenever more of the log has been applied.
+    pub fn changes(&self) -> watch::Receiver<Position> {
+        self.applied.clone()
     }
 }
 

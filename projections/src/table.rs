@@ -92,6 +92,22 @@ impl<K: RowKey, V: Serialize + DeserializeOwned> Table<K, V> {
         removed
     }
 
+    /// The rows matching `filter`, to change in place (each marked dirty).
+    pub fn values_mut_where(
+        &mut self,
+        filter: impl Fn(&V) -> bool,
+    ) -> impl Iterator<Item = &mut V> {
+        let dirty = &mut self.dirty;
+        self.rows.iter_mut().filter_map(move |(k, v)| {
+            if filter(v) {
+                dirty.insert(k.clone());
+                Some(v)
+            } else {
+                None
+            }
+        })
+    }
+
     /// Every row in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
         self.rows.iter()

@@ -73,7 +73,8 @@ fn server_binary() -> PathBuf {
 #[test]
 fn the_cs_client_suite_passes_against_the_server() {
     let python = python();
-    let suite = workspace().join("tests/python/test_api_cs.py");
+    // Every `test_*.py` of the directory: they share one server (conftest.py).
+    let suite = workspace().join("tests/python");
     let probe = Command::new(&python)
         .args(["-c", "import cs, pytest"])
         .output();

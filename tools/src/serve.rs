@@ -31,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// Rebuild the read models from the log instead of resuming from their checkpoint.
     #[arg(long)]
     rebuild_read_models: bool,
+    /// Latency of every simulated hypervisor command, in milliseconds (the simulator is the
+    /// hypervisor every host added with `addHost` runs on).
+    #[arg(long, default_value_t = 0)]
+    simulator_latency_ms: u64,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
@@ -52,6 +56,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         clock,
         demo: args.demo,
         rebuild_read_models: args.rebuild_read_models,
+        simulator: api::app::SimulatorConfig {
+            latency: std::time::Duration::from_millis(args.simulator_latency_ms),
+            ..Default::default()
+        },
     })
     .await
     .with_context(|| format!("starting Ledgerstack on {}", args.data_dir.display()))?;
@@ -67,6 +75,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 .join(api::bootstrap::CREDENTIALS_FILE)
                 .display(),
             args.data_dir.display()
+        );
+    }
+    if running.resumed_jobs > 0 {
+        println!(
+            "{} job(s) were waiting for the hypervisor when the server last stopped; their commands are issued again.",
+            running.resumed_jobs
         );
     }
     if running.interrupted_jobs > 0 {

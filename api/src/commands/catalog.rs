@@ -254,18 +254,7 @@ const DISK_OFFERING_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-const SUCCESS_FIELDS: &[ResponseField] = &[
-    field(
-        "success",
-        "boolean",
-        "true if operation is executed successfully",
-    ),
-    field(
-        "displaytext",
-        "string",
-        "any text associated with the success or failure",
-    ),
-];
+
 
 const fn id_list(name: &'static str, description: &'static str) -> ParamSpec {
     ParamSpec {
@@ -527,7 +516,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Deletes a service offering.",
         params: &[required("id", T::Uuid, "the ID of the service offering")],
         inherits: Inherits::Nothing,
-        response: SUCCESS_FIELDS,
+        response: super::SUCCESS_FIELDS,
         related: "",
         manual_clock_only: false,
         handler: handler!(delete_service_offering),
@@ -614,7 +603,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Deletes a disk offering.",
         params: &[required("id", T::Uuid, "ID of the disk offering")],
         inherits: Inherits::Nothing,
-        response: SUCCESS_FIELDS,
+        response: super::SUCCESS_FIELDS,
         related: "",
         manual_clock_only: false,
         handler: handler!(delete_disk_offering),

@@ -29,6 +29,7 @@ impl Server {
             clock,
             demo: false,
             rebuild_read_models: false,
+            simulator: Default::default(),
         })
         .await
         .unwrap();

@@ -220,3 +220,45 @@ pub struct SshKeyPairRegistered {
     /// The public key (the private key of a created pair is returned once, never recorded).
     pub public_key: String,
 }
+
+/// SSH.KEYPAIR.CREATE / SSH.KEYPAIR.DELETE (Ledgerstack; registering is REGISTER.SSH.KEYPAIR).
+/// The private key of a created pair is returned to the caller once and never recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyPairFacts {
+    /// The key pair's id.
+    pub keypair_id: Uuid,
+    /// Its name (unique per account).
+    pub name: CompactString,
+    /// Owning account.
+    pub account_id: Uuid,
+    /// That account's domain.
+    pub domain_id: Uuid,
+    /// Fingerprint of the public key.
+    pub fingerprint: CompactString,
+    /// The public key.
+    pub public_key: String,
+}
+
+/// Who a resource limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LimitOwner {
+    /// One account.
+    Account,
+    /// One domain (the sum over its accounts).
+    Domain,
+}
+
+/// RESOURCE.LIMIT.UPDATE (Ledgerstack): `updateResourceLimit` set a maximum. Limits are checked
+/// against counts derived from the log when a resource is allocated, on the allocation stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimitChanged {
+    /// CloudStack's resource type number (0 user_vm, 1 public_ip, 2 volume, 3 snapshot,
+    /// 4 template, 8 cpu, 9 memory, 10 primary_storage, ...).
+    pub resource_type: u8,
+    /// Account or domain.
+    pub owner: LimitOwner,
+    /// The account's or domain's id.
+    pub owner_id: Uuid,
+    /// New maximum; -1 is unlimited; `None` returns to the default setting.
+    pub max: Option<i64>,
+}

@@ -200,3 +200,67 @@ pub struct ResourceTags {
     /// That account's domain.
     pub domain_id: Uuid,
 }
+
+/// What every HOST.* and MAINT.* event carries: a hypervisor host and the capacity placement
+/// decides against (DESIGN.md invariant 8: the allocation stream owns every host's capacity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// The host's id.
+    pub host_id: Uuid,
+    /// Its name.
+    pub name: CompactString,
+    /// Zone it is in.
+    pub zone_id: Uuid,
+    /// Pod it is in.
+    pub pod_id: Uuid,
+    /// Cluster it is in.
+    pub cluster_id: Uuid,
+    /// Hypervisor type, such as `Simulator`.
+    pub hypervisor: CompactString,
+    /// Management address.
+    pub ip_address: Option<IpAddr>,
+    /// Physical CPU cores.
+    pub cpu_number: u32,
+    /// Speed of each core in MHz.
+    pub cpu_speed: u32,
+    /// Memory in MiB.
+    pub memory: u64,
+    /// `Enabled`, `Disabled`, `PrepareForMaintenance` or `Maintenance`: placement uses only
+    /// `Enabled` hosts.
+    pub resource_state: CompactString,
+    /// Host tags an offering's `hosttags` must match.
+    pub host_tags: Option<CompactString>,
+}
+
+/// HOST.ADD / HOST.UPDATE / MAINT.PREPARE / MAINT.CANCEL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLifecycle {
+    /// The host after the change.
+    pub host: HostFacts,
+}
+
+/// What a CLUSTER.ADD event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterFacts {
+    /// The cluster's id.
+    pub cluster_id: Uuid,
+    /// Its name.
+    pub name: CompactString,
+    /// Zone it is in.
+    pub zone_id: Uuid,
+    /// Pod it is in.
+    pub pod_id: Uuid,
+    /// Hypervisor type of its hosts.
+    pub hypervisor: CompactString,
+    /// `CloudManaged` or `ExternalManaged`.
+    pub cluster_type: CompactString,
+    /// `Enabled` or `Disabled`.
+    pub allocation_state: CompactString,
+}
+
+/// CLUSTER.ADD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterLifecycle {
+    /// The cluster.
+    pub cluster: ClusterFacts,
+}

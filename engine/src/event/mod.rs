@@ -500,6 +500,40 @@ event_catalogue! {
         /// The clock was moved forward.
         Advance = 1, "CLOCK.ADVANCE" => ClockAdvanced;
     }
+
+    /// Hypervisor hosts and clusters.
+    family Host(HostEvent) = 36, schema 1 {
+        /// A host was added (`addHost`, Ledgerstack).
+        Add = 1, "HOST.ADD" => HostLifecycle;
+        /// A host's attributes changed (`updateHost`).
+        Update = 2, "HOST.UPDATE" => HostLifecycle;
+        /// A host entered maintenance (`prepareHostForMaintenance`).
+        MaintenancePrepare = 3, "MAINT.PREPARE" => HostLifecycle;
+        /// A host left maintenance (`cancelHostMaintenance`).
+        MaintenanceCancel = 4, "MAINT.CANCEL" => HostLifecycle;
+        /// A cluster was added (Ledgerstack).
+        ClusterAdd = 5, "CLUSTER.ADD" => ClusterLifecycle;
+    }
+
+    /// Results of hypervisor commands that failed (Ledgerstack).
+    family Driver(DriverEvent) = 37, schema 1 {
+        /// A driver command failed.
+        Failed = 1, "DRIVER.FAILED" => DriverFailed;
+    }
+
+    /// SSH key pairs created and deleted (Ledgerstack; registering is REGISTER.SSH.KEYPAIR).
+    family SshKeyPair(SshKeyPairEvent) = 38, schema 1 {
+        /// A key pair was generated.
+        Create = 1, "SSH.KEYPAIR.CREATE" => SshKeyPairFacts;
+        /// A key pair was deleted.
+        Delete = 2, "SSH.KEYPAIR.DELETE" => SshKeyPairFacts;
+    }
+
+    /// Resource limits (Ledgerstack).
+    family ResourceLimit(ResourceLimitEvent) = 39, schema 1 {
+        /// A limit was set.
+        Update = 1, "RESOURCE.LIMIT.UPDATE" => ResourceLimitChanged;
+    }
 }
 
 /// One row of the event table.

@@ -116,3 +116,25 @@ pub struct ClockAdvanced {
     /// Its reading after.
     pub to: Timestamp,
 }
+
+/// DRIVER.FAILED (Ledgerstack): a hypervisor command failed. The command is the one caused by
+/// the event `command_id` (a `Scheduled` event such as VM.START); success comes back as that
+/// event's type in state `Completed`, failure as this, so every scheduled command has exactly
+/// one result in the log and the orchestrator knows what to re-issue after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverFailed {
+    /// The id of the event that caused the command.
+    pub command_id: Uuid,
+    /// The agent command, such as `StartCommand`.
+    pub command: CompactString,
+    /// CloudStack resource type acted on, such as `VirtualMachine`.
+    pub resource_type: CompactString,
+    /// The resource acted on.
+    pub resource_id: Uuid,
+    /// Its account.
+    pub account_id: Uuid,
+    /// That account's domain.
+    pub domain_id: Uuid,
+    /// The driver's error text (the failed job's `errortext`).
+    pub error: String,
+}

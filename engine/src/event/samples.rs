@@ -30,6 +30,34 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(203, 0, 113, last))
 }
 
+fn host() -> HostFacts {
+    HostFacts {
+        host_id: id(0xb1),
+        name: "sim-host-1".into(),
+        zone_id: id(ZONE),
+        pod_id: id(0x9d),
+        cluster_id: id(0xc1),
+        hypervisor: "Simulator".into(),
+        ip_address: Some(ip(21)),
+        cpu_number: 16,
+        cpu_speed: 2400,
+        memory: 65_536,
+        resource_state: "Enabled".into(),
+        host_tags: None,
+    }
+}
+
+fn keypair() -> SshKeyPairFacts {
+    SshKeyPairFacts {
+        keypair_id: id(0x55),
+        name: "deploy-key".into(),
+        account_id: id(ACCOUNT),
+        domain_id: id(DOMAIN),
+        fingerprint: "4f:2a:9c:0e:51:7d:aa:10:32:be:c1:77:0d:9e:e4:12".into(),
+        public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 demo@example".into(),
+    }
+}
+
 fn vm() -> VmFacts {
     VmFacts {
         vm_id: id(0x1),
@@ -1007,6 +1035,41 @@ pub(crate) fn body(t: EventType) -> EventBody {
         "CLOCK.ADVANCE" => B::Clock(ClockEvent::Advance(ClockAdvanced {
             from: Timestamp::from_millis(1_714_557_600_000),
             to: Timestamp::from_millis(1_714_644_000_000),
+        })),
+
+        "HOST.ADD" => B::Host(HostEvent::Add(HostLifecycle { host: host() })),
+        "HOST.UPDATE" => B::Host(HostEvent::Update(HostLifecycle { host: host() })),
+        "MAINT.PREPARE" => B::Host(HostEvent::MaintenancePrepare(HostLifecycle {
+            host: HostFacts { resource_state: "Maintenance".into(), ..host() },
+        })),
+        "MAINT.CANCEL" => B::Host(HostEvent::MaintenanceCancel(HostLifecycle { host: host() })),
+        "CLUSTER.ADD" => B::Host(HostEvent::ClusterAdd(ClusterLifecycle {
+            cluster: ClusterFacts {
+                cluster_id: id(0xc1),
+                name: "sim-cluster-1".into(),
+                zone_id: id(ZONE),
+                pod_id: id(0x9d),
+                hypervisor: "Simulator".into(),
+                cluster_type: "CloudManaged".into(),
+                allocation_state: "Enabled".into(),
+            },
+        })),
+        "DRIVER.FAILED" => B::Driver(DriverEvent::Failed(DriverFailed {
+            command_id: id(0xd1),
+            command: "StartCommand".into(),
+            resource_type: "VirtualMachine".into(),
+            resource_id: id(0x1),
+            account_id: id(ACCOUNT),
+            domain_id: id(DOMAIN),
+            error: "Simulated failure of StartCommand".into(),
+        })),
+        "SSH.KEYPAIR.CREATE" => B::SshKeyPair(SshKeyPairEvent::Create(keypair())),
+        "SSH.KEYPAIR.DELETE" => B::SshKeyPair(SshKeyPairEvent::Delete(keypair())),
+        "RESOURCE.LIMIT.UPDATE" => B::ResourceLimit(ResourceLimitEvent::Update(ResourceLimitChanged {
+            resource_type: 0,
+            owner: LimitOwner::Account,
+            owner_id: id(ACCOUNT),
+            max: Some(20),
         })),
 
         other => panic!("no sample for event type {other}: add one to event/samples.rs"),

@@ -1,0 +1,807 @@
+//! The in-process simulator driver: CloudStack's `Simulator` hypervisor, without hosts.
+//!
+//! It keeps just enough state to behave like a hypervisor: which VMs run on which host with what
+//! resources (so an over-committed start is refused), which volumes those VMs have (so disk
+//! counters can be reported), and the outcome of every command id it has seen (so a repeated
+//! command is answered, not re-run). Failures and latency can be injected per command kind at
+//! runtime, as CloudStack's `configureSimulator` does.
+//!
+//! Nothing here is durable: a server restart gets a fresh simulator with no running VMs and disk
+//! counters back at zero. The usage layer treats a reading lower than the previous one as a
+//! counter reset (it counts the new reading from zero), exactly as it would for a real
+//! hypervisor whose host rebooted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tracing::debug;
+use uuid::Uuid;
+
+use super::{
+    CommandKind, DiskCounters, DriverAction, DriverCommand, DriverError, HypervisorDriver,
+    SimulatedHost,
+};
+
+/// How the simulator starts; everything can be changed at runtime through [`Simulator`]'s
+/// methods.
+#[derive(Debug, Clone, Default)]
+pub struct SimulatorConfig {
+    /// Default latency of every command (applied with `tokio::time::sleep`), so async jobs stay
+    /// pending long enough for clients to poll them, as against a real hypervisor.
+    pub latency: Duration,
+    /// Seed of the PRNG behind [`Simulator::fail_with_probability`], so a failure pattern can
+    /// be replayed exactly.
+    pub seed: u64,
+}
+
+/// The in-process hypervisor. A cheap, cloneable handle: every clone shares the same state.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    state: Arc<Mutex<SimState>>,
+}
+
+/// Failure injection configured for one command kind.
+#[derive(Debug, Clone, Copy, Default)]
+struct Injection {
+    /// Scripted failures still to come.
+    fail_next: u32,
+    /// Percentage of the other commands that fail (0..=100).
+    probability_percent: u8,
+}
+
+/// A VM the simulator runs.
+#[derive(Debug, Clone)]
+struct RunningVm {
+    host_id: Uuid,
+    cpu_number: u32,
+    cpu_speed: u32,
+    memory_mib: u64,
+    volumes: BTreeSet<Uuid>,
+}
+
+impl RunningVm {
+    fn cpu_mhz(&self) -> u64 {
+        u64::from(self.cpu_number) * u64::from(self.cpu_speed)
+    }
+}
+
+#[derive(Debug)]
+struct SimState {
+    hosts: BTreeMap<Uuid, SimulatedHost>,
+    vms: BTreeMap<Uuid, RunningVm>,
+    /// Outcome of every command id seen, the idempotency record.
+    outcomes: HashMap<Uuid, Result<(), DriverError>>,
+    injections: BTreeMap<CommandKind, Injection>,
+    default_latency: Duration,
+    latencies: BTreeMap<CommandKind, Duration>,
+    rng: SplitMix64,
+    executed: BTreeMap<CommandKind, usize>,
+    /// Per volume, the total time it has been attached to a running VM (ms): its counters are a
+    /// function of this, so they are monotonic and survive detach/re-attach.
+    volume_running_ms: BTreeMap<Uuid, u64>,
+}
+
+/// A tiny deterministic PRNG (SplitMix64): good enough to decide injected failures, the same
+/// sequence for the same seed on every platform, and no dependency.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// True with `percent` percent probability.
+    fn chance(&mut self, percent: u8) -> bool {
+        self.next_u64() % 100 < u64::from(percent)
+    }
+}
+
+/// Milliseconds of running time per read operation.
+const MS_PER_READ: u64 = 100;
+/// Milliseconds of running time per write operation.
+const MS_PER_WRITE: u64 = 200;
+/// Bytes per simulated I/O operation.
+const BYTES_PER_IO: u64 = 4096;
+
+impl Simulator {
+    /// A simulator with no hosts, no VMs and no failure injection.
+    pub fn new(config: SimulatorConfig) -> Simulator {
+        Simulator {
+            state: Arc::new(Mutex::new(SimState {
+                hosts: BTreeMap::new(),
+                vms: BTreeMap::new(),
+                outcomes: HashMap::new(),
+                injections: BTreeMap::new(),
+                default_latency: config.latency,
+                latencies: BTreeMap::new(),
+                rng: SplitMix64(config.seed),
+                executed: BTreeMap::new(),
+                volume_running_ms: BTreeMap::new(),
+            })),
+        }
+    }
+
+    /// The state. A panic while holding the lock cannot leave it half-updated in a way that
+    /// matters for a simulator, so a poisoned lock is used as is rather than failing every
+    /// later command.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Scripted failure: the next `count` commands of `kind` fail with
+    /// [`DriverError::Injected`] (replacing any count still pending). Scripted failures are
+    /// consumed before the probability of [`Simulator::fail_with_probability`] is consulted.
+    pub fn fail_next(&self, kind: CommandKind, count: u32) {
+        self.lock().injections.entry(kind).or_default().fail_next = count;
+    }
+
+    /// Each later command of `kind` fails with this probability (percent, capped at 100),
+    /// drawn from the seeded PRNG so a run is reproducible for a given seed. 0 turns it off.
+    pub fn fail_with_probability(&self, kind: CommandKind, probability_percent: u8) {
+        self.lock()
+            .injections
+            .entry(kind)
+            .or_default()
+            .probability_percent = probability_percent.min(100);
+    }
+
+    /// Sets the latency of `kind`, or the default of every kind without its own when `None`.
+    pub fn set_latency(&self, kind: Option<CommandKind>, latency: Duration) {
+        let mut state = self.lock();
+        match kind {
+            Some(kind) => {
+                state.latencies.insert(kind, latency);
+            }
+            None => state.default_latency = latency,
+        }
+    }
+
+    /// Removes every failure injection, scripted and probabilistic. Latencies stay as set
+    /// (change them back with [`Simulator::set_latency`]).
+    pub fn clear_injections(&self) {
+        self.lock().injections.clear();
+    }
+
+    /// The VMs running, as `(vm, host)` pairs sorted by VM then host.
+    pub fn running_vms(&self) -> Vec<(Uuid, Uuid)> {
+        let mut vms: Vec<(Uuid, Uuid)> = self
+            .lock()
+            .vms
+            .iter()
+            .map(|(vm, running)| (*vm, running.host_id))
+            .collect();
+        vms.sort();
+        vms
+    }
+
+    /// How many commands of `kind` the simulator has run (successes and failures, injected ones
+    /// included), not counting repeated ids, which are answered without running.
+    pub fn executed(&self, kind: CommandKind) -> usize {
+        self.lock().executed.get(&kind).copied().unwrap_or(0)
+    }
+}
+
+impl SimState {
+    fn latency(&self, kind: CommandKind) -> Duration {
+        self.latencies
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.default_latency)
+    }
+
+    /// Runs a command that was not seen before and records its outcome.
+    fn run(&mut self, command: &DriverCommand) -> Result<(), DriverError> {
+        let kind = command.action.kind();
+        *self.executed.entry(kind).or_default() += 1;
+        let outcome = match self.injected_failure(kind) {
+            Some(error) => Err(error),
+            None => self.apply(&command.action),
+        };
+        debug!(command = %command.id, kind = kind.agent_name(), ?outcome, "simulator command");
+        self.outcomes.insert(command.id, outcome.clone());
+        outcome
+    }
+
+    fn injected_failure(&mut self, kind: CommandKind) -> Option<DriverError> {
+        let injection = self.injections.get_mut(&kind)?;
+        let fail = if injection.fail_next > 0 {
+            injection.fail_next -= 1;
+            true
+        } else {
+            match injection.probability_percent {
+                0 => false,
+                100.. => true,
+                percent => self.rng.chance(percent),
+            }
+        };
+        fail.then(|| {
+            DriverError::Injected(format!(
+                "Simulated failure of {} (injected by configureSimulator)",
+                kind.agent_name()
+            ))
+        })
+    }
+
+    fn known_host(&self, host_id: Uuid) -> Result<&SimulatedHost, DriverError> {
+        self.hosts
+            .get(&host_id)
+            .ok_or(DriverError::UnknownHost(host_id))
+    }
+
+    /// Checks `host_id` can take `cpu_mhz` and `memory_mib` more, not counting `vm_id`'s own
+    /// use when it already runs there (a restart or a scale replaces it).
+    fn check_capacity(
+        &self,
+        host_id: Uuid,
+        vm_id: Uuid,
+        cpu_mhz: u64,
+        memory_mib: u64,
+    ) -> Result<(), DriverError> {
+        let host = self.known_host(host_id)?;
+        let (used_mhz, used_mib) = self
+            .vms
+            .iter()
+            .filter(|(id, vm)| **id != vm_id && vm.host_id == host_id)
+            .fold((0u64, 0u64), |(mhz, mib), (_, vm)| {
+                (mhz + vm.cpu_mhz(), mib + vm.memory_mib)
+            });
+        let total_mhz = u64::from(host.cpu_number) * u64::from(host.cpu_speed);
+        let free_cpu_mhz = total_mhz.saturating_sub(used_mhz);
+        let free_memory_mib = host.memory_mib.saturating_sub(used_mib);
+        if cpu_mhz > free_cpu_mhz || memory_mib > free_memory_mib {
+            return Err(DriverError::NoCapacity {
+                host_id,
+                needed_cpu_mhz: cpu_mhz,
+                needed_memory_mib: memory_mib,
+                free_cpu_mhz,
+                free_memory_mib,
+            });
+        }
+        Ok(())
+    }
+
+    fn running(&self, vm_id: Uuid) -> Result<&RunningVm, DriverError> {
+        self.vms.get(&vm_id).ok_or(DriverError::NotRunning(vm_id))
+    }
+
+    fn apply(&mut self, action: &DriverAction) -> Result<(), DriverError> {
+        match action {
+            DriverAction::StartVm {
+                vm_id,
+                host_id,
+                cpu_number,
+                cpu_speed,
+                memory_mib,
+                volume_ids,
+            } => {
+                let cpu_mhz = u64::from(*cpu_number) * u64::from(*cpu_speed);
+                self.check_capacity(*host_id, *vm_id, cpu_mhz, *memory_mib)?;
+                // Starting a VM that already runs (here or elsewhere) replaces it: the newest
+                // decision is the truth, and its capacity was just checked without the old one.
+                self.vms.insert(
+                    *vm_id,
+                    RunningVm {
+                        host_id: *host_id,
+                        cpu_number: *cpu_number,
+                        cpu_speed: *cpu_speed,
+                        memory_mib: *memory_mib,
+                        volumes: volume_ids.iter().copied().collect(),
+                    },
+                );
+                Ok(())
+            }
+            DriverAction::StopVm { vm_id, .. } | DriverAction::DestroyVm { vm_id, .. } => {
+                // Stopping a VM that is not running is a success: the goal state holds.
+                self.vms.remove(vm_id);
+                Ok(())
+            }
+            DriverAction::RebootVm { vm_id, host_id } => {
+                self.known_host(*host_id)?;
+                self.running(*vm_id).map(|_| ())
+            }
+            DriverAction::MigrateVm {
+                vm_id, to_host_id, ..
+            } => {
+                let vm = self.running(*vm_id)?;
+                let (cpu_mhz, memory_mib) = (vm.cpu_mhz(), vm.memory_mib);
+                self.check_capacity(*to_host_id, *vm_id, cpu_mhz, memory_mib)?;
+                if let Some(vm) = self.vms.get_mut(vm_id) {
+                    vm.host_id = *to_host_id;
+                }
+                Ok(())
+            }
+            DriverAction::ScaleVm {
+                vm_id,
+                cpu_number,
+                cpu_speed,
+                memory_mib,
+                ..
+            } => {
+                // The VM's actual host is the one whose capacity matters.
+                let host_id = self.running(*vm_id)?.host_id;
+                let cpu_mhz = u64::from(*cpu_number) * u64::from(*cpu_speed);
+                self.check_capacity(host_id, *vm_id, cpu_mhz, *memory_mib)?;
+                if let Some(vm) = self.vms.get_mut(vm_id) {
+                    vm.cpu_number = *cpu_number;
+                    vm.cpu_speed = *cpu_speed;
+                    vm.memory_mib = *memory_mib;
+                }
+                Ok(())
+            }
+            DriverAction::AttachVolume {
+                volume_id,
+                vm_id,
+                host_id,
+            } => {
+                if let Some(host_id) = host_id {
+                    self.known_host(*host_id)?;
+                }
+                // A stopped VM gets the volume with its next StartVm.
+                if let Some(vm) = self.vms.get_mut(vm_id) {
+                    vm.volumes.insert(*volume_id);
+                }
+                Ok(())
+            }
+            DriverAction::DetachVolume {
+                volume_id, vm_id, ..
+            } => {
+                if let Some(vm) = self.vms.get_mut(vm_id) {
+                    vm.volumes.remove(volume_id);
+                }
+                Ok(())
+            }
+            // Storage operations have no state the simulator needs to keep.
+            DriverAction::ResizeVolume { .. }
+            | DriverAction::TakeSnapshot { .. }
+            | DriverAction::TakeVmSnapshot { .. }
+            | DriverAction::RevertToVmSnapshot { .. }
+            | DriverAction::DeleteVmSnapshot { .. } => Ok(()),
+        }
+    }
+}
+
+impl HypervisorDriver for Simulator {
+    fn add_host(&self, host: SimulatedHost) {
+        self.lock().hosts.insert(host.host_id, host);
+    }
+
+    /// A repeated id is answered at once with the stored outcome. A command whose id is still
+    /// in flight (sleeping its latency) when the repeat arrives is not yet recorded: the repeat
+    /// sleeps too, and whichever finishes first runs it; the other answers its outcome.
+    fn execute(&self, command: DriverCommand) -> BoxFuture<'static, Result<(), DriverError>> {
+        let latency = {
+            let state = self.lock();
+            if let Some(outcome) = state.outcomes.get(&command.id) {
+                return futures::future::ready(outcome.clone()).boxed();
+            }
+            state.latency(command.action.kind())
+        };
+        let simulator = self.clone();
+        async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            let mut state = simulator.lock();
+            if let Some(outcome) = state.outcomes.get(&command.id) {
+                return outcome.clone();
+            }
+            state.run(&command)
+        }
+        .boxed()
+    }
+
+    /// Counters are a pure function of how long each volume has been attached to a running VM
+    /// (one read per 100 ms, one write per 200 ms, 4 KiB each), so they are deterministic,
+    /// monotonic per volume for the life of this simulator (also across detach and re-attach),
+    /// and start from zero in a new one.
+    fn read_disk_counters(&self, elapsed_ms: u64) -> Vec<DiskCounters> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut readings = Vec::new();
+        for (vm_id, vm) in &state.vms {
+            for volume_id in &vm.volumes {
+                let running_ms = state.volume_running_ms.entry(*volume_id).or_default();
+                *running_ms = running_ms.saturating_add(elapsed_ms);
+                let io_read = *running_ms / MS_PER_READ;
+                let io_write = *running_ms / MS_PER_WRITE;
+                readings.push(DiskCounters {
+                    volume_id: *volume_id,
+                    vm_id: *vm_id,
+                    io_read,
+                    io_write,
+                    bytes_read: io_read.saturating_mul(BYTES_PER_IO),
+                    bytes_write: io_write.saturating_mul(BYTES_PER_IO),
+                });
+            }
+        }
+        readings
+    }
+
+    fn hypervisor(&self) -> &'static str {
+        "Simulator"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(cpu_number: u32, cpu_speed: u32, memory_mib: u64) -> SimulatedHost {
+        SimulatedHost {
+            host_id: Uuid::new_v4(),
+            cpu_number,
+            cpu_speed,
+            memory_mib,
+        }
+    }
+
+    fn command(action: DriverAction) -> DriverCommand {
+        DriverCommand {
+            id: Uuid::new_v4(),
+            action,
+        }
+    }
+
+    fn start(vm_id: Uuid, host_id: Uuid, cpu: u32, mib: u64, volumes: &[Uuid]) -> DriverCommand {
+        command(DriverAction::StartVm {
+            vm_id,
+            host_id,
+            cpu_number: cpu,
+            cpu_speed: 1000,
+            memory_mib: mib,
+            volume_ids: volumes.to_vec(),
+        })
+    }
+
+    fn stop(vm_id: Uuid, host_id: Uuid) -> DriverCommand {
+        command(DriverAction::StopVm {
+            vm_id,
+            host_id,
+            forced: false,
+        })
+    }
+
+    fn simulator_with_host(cpu: u32, mib: u64) -> (Simulator, Uuid) {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let h = host(cpu, 1000, mib);
+        let id = h.host_id;
+        sim.add_host(h);
+        (sim, id)
+    }
+
+    #[tokio::test]
+    async fn refuses_start_beyond_capacity() {
+        let (sim, host_id) = simulator_with_host(4, 4096);
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        sim.execute(start(a, host_id, 2, 2048, &[])).await.unwrap();
+        // CPU would be 5000 MHz of 4000.
+        let err = sim
+            .execute(start(b, host_id, 3, 1024, &[]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DriverError::NoCapacity { host_id: h, .. } if h == host_id));
+        // Memory would be 4097 MiB of 4096.
+        let err = sim
+            .execute(start(b, host_id, 1, 2049, &[]))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DriverError::NoCapacity {
+                free_memory_mib: 2048,
+                free_cpu_mhz: 2000,
+                ..
+            }
+        ));
+        // Exactly full fits.
+        sim.execute(start(b, host_id, 2, 2048, &[])).await.unwrap();
+        // Unknown host.
+        let other = Uuid::new_v4();
+        assert_eq!(
+            sim.execute(start(c, other, 1, 1, &[])).await,
+            Err(DriverError::UnknownHost(other))
+        );
+        // Stopping frees the room.
+        sim.execute(stop(a, host_id)).await.unwrap();
+        sim.execute(start(c, host_id, 2, 2048, &[])).await.unwrap();
+        let mut expected = vec![(b, host_id), (c, host_id)];
+        expected.sort();
+        assert_eq!(sim.running_vms(), expected);
+    }
+
+    #[tokio::test]
+    async fn repeated_id_answers_first_outcome_and_runs_once() {
+        let (sim, host_id) = simulator_with_host(4, 4096);
+        let vm = Uuid::new_v4();
+        let first = start(vm, host_id, 1, 512, &[]);
+        sim.execute(first.clone()).await.unwrap();
+        sim.execute(first.clone()).await.unwrap();
+        assert_eq!(sim.executed(CommandKind::StartVm), 1);
+
+        // A failure is answered again too, even once the injection is gone, and the repeat
+        // does not consume an injected failure.
+        let vm2 = Uuid::new_v4();
+        sim.fail_next(CommandKind::StartVm, 1);
+        let failing = start(vm2, host_id, 1, 512, &[]);
+        let outcome = sim.execute(failing.clone()).await;
+        assert!(matches!(outcome, Err(DriverError::Injected(_))));
+        sim.fail_next(CommandKind::StartVm, 1);
+        assert_eq!(sim.execute(failing.clone()).await, outcome);
+        assert_eq!(sim.executed(CommandKind::StartVm), 2);
+        // The injected failure is still pending for a new command.
+        assert!(matches!(
+            sim.execute(start(vm2, host_id, 1, 512, &[])).await,
+            Err(DriverError::Injected(_))
+        ));
+
+        // A stop, then the old start again: not started a second time.
+        sim.execute(stop(vm, host_id)).await.unwrap();
+        sim.execute(first).await.unwrap();
+        assert!(sim.running_vms().is_empty());
+    }
+
+    #[tokio::test]
+    async fn scripted_failures_fail_exactly_n_times() {
+        let (sim, host_id) = simulator_with_host(64, 65536);
+        sim.fail_next(CommandKind::StartVm, 3);
+        let vm = Uuid::new_v4();
+        for _ in 0..3 {
+            let err = sim
+                .execute(start(vm, host_id, 1, 1, &[]))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "Simulated failure of StartCommand (injected by configureSimulator)"
+            );
+        }
+        sim.execute(start(vm, host_id, 1, 1, &[])).await.unwrap();
+        // Other kinds are not affected.
+        sim.fail_next(CommandKind::RebootVm, 1);
+        sim.execute(stop(vm, host_id)).await.unwrap();
+        assert_eq!(sim.executed(CommandKind::StartVm), 4);
+
+        sim.fail_next(CommandKind::StopVm, 5);
+        sim.clear_injections();
+        sim.execute(stop(vm, host_id)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn probability_zero_and_hundred() {
+        let (sim, host_id) = simulator_with_host(64, 65536);
+        let vm = Uuid::new_v4();
+        sim.fail_with_probability(CommandKind::StopVm, 100);
+        for _ in 0..20 {
+            assert!(matches!(
+                sim.execute(stop(vm, host_id)).await,
+                Err(DriverError::Injected(_))
+            ));
+        }
+        sim.fail_with_probability(CommandKind::StopVm, 0);
+        for _ in 0..20 {
+            sim.execute(stop(vm, host_id)).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn probability_is_deterministic_for_a_seed() {
+        async fn pattern(seed: u64) -> Vec<bool> {
+            let sim = Simulator::new(SimulatorConfig {
+                latency: Duration::ZERO,
+                seed,
+            });
+            sim.fail_with_probability(CommandKind::ResizeVolume, 50);
+            let mut failed = Vec::new();
+            for _ in 0..64 {
+                let outcome = sim
+                    .execute(command(DriverAction::ResizeVolume {
+                        volume_id: Uuid::new_v4(),
+                        new_size: 1 << 30,
+                    }))
+                    .await;
+                failed.push(outcome.is_err());
+            }
+            failed
+        }
+        let a = pattern(7).await;
+        assert_eq!(a, pattern(7).await);
+        let failures = a.iter().filter(|f| **f).count();
+        assert!((1..64).contains(&failures), "{failures} of 64 failed");
+    }
+
+    #[tokio::test]
+    async fn migrate_moves_capacity() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let (h1, h2) = (host(2, 1000, 2048), host(2, 1000, 2048));
+        let (h1, h2) = {
+            let ids = (h1.host_id, h2.host_id);
+            sim.add_host(h1);
+            sim.add_host(h2);
+            ids
+        };
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        sim.execute(start(a, h1, 2, 2048, &[])).await.unwrap();
+        sim.execute(start(b, h2, 1, 1024, &[])).await.unwrap();
+        // h2 has only half left.
+        let err = sim
+            .execute(command(DriverAction::MigrateVm {
+                vm_id: a,
+                from_host_id: h1,
+                to_host_id: h2,
+            }))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DriverError::NoCapacity { host_id, .. } if host_id == h2));
+        // Move b to h2 -> h1 is full; move a away first.
+        sim.execute(stop(b, h2)).await.unwrap();
+        sim.execute(command(DriverAction::MigrateVm {
+            vm_id: a,
+            from_host_id: h1,
+            to_host_id: h2,
+        }))
+        .await
+        .unwrap();
+        assert_eq!(sim.running_vms(), vec![(a, h2)]);
+        // h1 is free now, h2 is full.
+        sim.execute(start(c, h1, 2, 2048, &[])).await.unwrap();
+        assert!(sim.execute(start(b, h2, 1, 1, &[])).await.is_err());
+        // Migrating a VM that does not run.
+        assert_eq!(
+            sim.execute(command(DriverAction::MigrateVm {
+                vm_id: b,
+                from_host_id: h2,
+                to_host_id: h1,
+            }))
+            .await,
+            Err(DriverError::NotRunning(b))
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_rechecks_capacity_on_its_host() {
+        let (sim, host_id) = simulator_with_host(4, 4096);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        sim.execute(start(a, host_id, 2, 2048, &[])).await.unwrap();
+        sim.execute(start(b, host_id, 1, 1024, &[])).await.unwrap();
+        let scale = |cpu: u32, mib: u64| {
+            command(DriverAction::ScaleVm {
+                vm_id: a,
+                host_id,
+                cpu_number: cpu,
+                cpu_speed: 1000,
+                memory_mib: mib,
+            })
+        };
+        // Its own use does not count against it.
+        sim.execute(scale(3, 3072)).await.unwrap();
+        assert!(matches!(
+            sim.execute(scale(4, 3072)).await,
+            Err(DriverError::NoCapacity { .. })
+        ));
+        sim.execute(stop(b, host_id)).await.unwrap();
+        sim.execute(scale(4, 4096)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn counters_grow_only_for_running_vms_and_detach_stops_reporting() {
+        let (sim, host_id) = simulator_with_host(8, 8192);
+        let (vm, stopped_vm) = (Uuid::new_v4(), Uuid::new_v4());
+        let (root, data, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(sim.read_disk_counters(1000).is_empty());
+
+        sim.execute(start(vm, host_id, 1, 512, &[root]))
+            .await
+            .unwrap();
+        // Attach to a stopped VM: nothing to report.
+        sim.execute(command(DriverAction::AttachVolume {
+            volume_id: other,
+            vm_id: stopped_vm,
+            host_id: None,
+        }))
+        .await
+        .unwrap();
+        sim.execute(command(DriverAction::AttachVolume {
+            volume_id: data,
+            vm_id: vm,
+            host_id: Some(host_id),
+        }))
+        .await
+        .unwrap();
+
+        let first = sim.read_disk_counters(1000);
+        assert_eq!(
+            first.iter().map(|c| c.volume_id).collect::<BTreeSet<_>>(),
+            BTreeSet::from([root, data])
+        );
+        assert!(first.iter().all(|c| c.vm_id == vm && c.io_read > 0));
+        let second = sim.read_disk_counters(50);
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a.volume_id, b.volume_id);
+            assert!(b.io_read >= a.io_read && b.io_write >= a.io_write);
+            assert!(b.bytes_read >= a.bytes_read && b.bytes_write >= a.bytes_write);
+        }
+        // Small readings accumulate rather than round away.
+        let third = sim.read_disk_counters(50);
+        let root_at = |readings: &[DiskCounters]| {
+            readings
+                .iter()
+                .find(|c| c.volume_id == root)
+                .cloned()
+                .unwrap()
+        };
+        assert!(root_at(&third).io_read > root_at(&first).io_read);
+
+        // Detach: the volume is no longer reported.
+        sim.execute(command(DriverAction::DetachVolume {
+            volume_id: data,
+            vm_id: vm,
+            host_id: Some(host_id),
+        }))
+        .await
+        .unwrap();
+        let after_detach = sim.read_disk_counters(1000);
+        assert_eq!(after_detach.len(), 1);
+        assert_eq!(after_detach[0].volume_id, root);
+
+        // Stopped: nothing reported, and counters do not grow while stopped.
+        let before_stop = root_at(&after_detach);
+        sim.execute(stop(vm, host_id)).await.unwrap();
+        assert!(sim.read_disk_counters(60_000).is_empty());
+        sim.execute(start(vm, host_id, 1, 512, &[root]))
+            .await
+            .unwrap();
+        let restarted = sim.read_disk_counters(0);
+        assert_eq!(restarted, vec![before_stop]);
+    }
+
+    #[tokio::test]
+    async fn latency_setting_is_honoured() {
+        let sim = Simulator::new(SimulatorConfig {
+            latency: Duration::from_millis(1),
+            seed: 1,
+        });
+        let h = host(4, 1000, 4096);
+        let host_id = h.host_id;
+        sim.add_host(h);
+        sim.set_latency(Some(CommandKind::StartVm), Duration::from_millis(2));
+        sim.set_latency(None, Duration::from_millis(1));
+        let vm = Uuid::new_v4();
+        sim.execute(start(vm, host_id, 1, 512, &[])).await.unwrap();
+        sim.execute(stop(vm, host_id)).await.unwrap();
+        assert!(sim.running_vms().is_empty());
+    }
+
+    #[tokio::test]
+    async fn usable_as_trait_object() {
+        let driver: Arc<dyn HypervisorDriver> =
+            Arc::new(Simulator::new(SimulatorConfig::default()));
+        assert_eq!(driver.hypervisor(), "Simulator");
+        let h = host(1, 1000, 1024);
+        let host_id = h.host_id;
+        driver.add_host(h.clone());
+        driver.add_host(h);
+        let vm = Uuid::new_v4();
+        driver
+            .execute(start(vm, host_id, 1, 1024, &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            driver
+                .execute(command(DriverAction::RebootVm {
+                    vm_id: Uuid::new_v4(),
+                    host_id,
+                }))
+                .await
+                .map_err(|e| matches!(e, DriverError::NotRunning(_))),
+            Err(true)
+        );
+    }
+}
