@@ -112,6 +112,20 @@ impl State {
         self.position = event.envelope.position;
     }
 
+    /// SHA-256 (hex) of every read model, table by table in a fixed order and row by row in
+    /// key order: equal for equal logs, whatever the history of the store (rebuilt, resumed,
+    /// another node).
+    pub fn digest(&mut self) -> Result<String, ProjectionError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(MODEL_VERSION.as_bytes());
+        hasher.update(self.position.0.to_be_bytes());
+        for table in self.tables() {
+            table.digest(&mut hasher)?;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
     /// Version of a singleton stream as applied here (0 before its first event).
     pub fn stream_version(&self, stream: &str) -> u64 {
         self.stream_versions
@@ -278,6 +292,88 @@ pub async fn start(
             task,
         },
     ))
+}
+
+/// What an offline [`rebuild`] or [`load_current`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Events applied.
+    pub events: u64,
+    /// The log position the read models are at.
+    pub position: Position,
+    /// [`State::digest`] of the result.
+    pub digest: String,
+}
+
+/// Drops the read models stored in `dir` and rebuilds them from the whole log (the server must
+/// be stopped: sled locks `dir`), calling `progress(applied, head)` as it goes.
+pub async fn rebuild(
+    store: Arc<dyn EventStore>,
+    dir: &Path,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<Summary, ProjectionError> {
+    let db = sled::Config::new().path(dir).open()?;
+    let tree = db.open_tree("read-models")?;
+    tree.clear()?;
+    tree.insert(VERSION_KEY, MODEL_VERSION)?;
+    let head = store.head().await?;
+    let mut state = State::default();
+    let mut events = store.subscribe(Position(0).next());
+    let mut applied = 0u64;
+    while state.position < head {
+        match events.next().await {
+            Some(Ok(event)) => {
+                state.apply(&event);
+                applied += 1;
+                if applied.is_multiple_of(PERSIST_EVERY as u64) {
+                    persist(&tree, &mut state)?;
+                    progress(state.position, head);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(ProjectionError::Stopped),
+        }
+    }
+    persist(&tree, &mut state)?;
+    progress(state.position, head);
+    db.flush_async().await?;
+    Ok(Summary {
+        events: applied,
+        position: state.position,
+        digest: state.digest()?,
+    })
+}
+
+/// The read models stored in `dir`, caught up with the log (rebuilt if unusable), and their
+/// digest; the server must be stopped.
+pub async fn load_current(
+    store: Arc<dyn EventStore>,
+    dir: &Path,
+) -> Result<Summary, ProjectionError> {
+    let (models, handle) = start(store, dir, StartMode::Resume).await?;
+    handle.stop().await;
+    let mut state = models.state.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(Summary {
+        events: 0,
+        position: state.position,
+        digest: state.digest()?,
+    })
+}
+
+/// Applies the whole log to fresh in-memory read models, without a store (the rebuild rate of
+/// `ledgerstack bench lifecycle`).
+pub async fn replay_in_memory(store: Arc<dyn EventStore>) -> Result<State, ProjectionError> {
+    let head = store.head().await?;
+    let mut state = State::default();
+    let mut events = store.subscribe(Position(0).next());
+    while state.position < head {
+        match events.next().await {
+            Some(Ok(event)) => state.apply(&event),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(ProjectionError::Stopped),
+        }
+    }
+    Ok(state)
 }
 
 /// Loads the stored read models; `Err` (with the reason) when they must be rebuilt instead.

@@ -145,6 +145,8 @@ pub trait PersistedTable: Send + Sync {
     fn load(&mut self, tree: &sled::Tree) -> Result<(), ProjectionError>;
     /// Empties the table (rebuild).
     fn clear(&mut self);
+    /// Feeds the table's name and every row, in key order, to `hasher` (`ledgerstack digest`).
+    fn digest(&self, hasher: &mut sha2::Sha256) -> Result<(), ProjectionError>;
 }
 
 impl<K: RowKey, V: Serialize + DeserializeOwned + Send + Sync> PersistedTable for Table<K, V> {
@@ -187,6 +189,24 @@ impl<K: RowKey, V: Serialize + DeserializeOwned + Send + Sync> PersistedTable fo
     fn clear(&mut self) {
         self.rows.clear();
         self.dirty.clear();
+    }
+
+    fn digest(&self, hasher: &mut sha2::Sha256) -> Result<(), ProjectionError> {
+        use sha2::Digest;
+        hasher.update(self.prefix.as_bytes());
+        hasher.update((self.rows.len() as u64).to_be_bytes());
+        for (key, row) in &self.rows {
+            let bytes = serde_json::to_vec(row).map_err(|e| ProjectionError::Encode {
+                table: self.prefix,
+                message: e.to_string(),
+            })?;
+            let key = key.to_bytes();
+            hasher.update((key.len() as u64).to_be_bytes());
+            hasher.update(&key);
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(&bytes);
+        }
+        Ok(())
     }
 }
 

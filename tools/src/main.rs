@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod serve;
+mod state;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         which: admin::AdminCommand,
     },
+    /// Drop the read models of a stopped server and rebuild them from the log.
+    Rebuild(state::StateArgs),
+    /// Print a hash of the read models (equal for equal logs: compare two rebuilds or nodes).
+    Digest(state::StateArgs),
     /// Measure performance against baselines taken in the same run.
     Bench {
         #[command(subcommand)]
@@ -78,6 +83,8 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin { which } => admin::run(which),
+            Command::Rebuild(args) => state::rebuild(args).await,
+            Command::Digest(args) => state::digest(args).await,
             Command::Bench { which } => bench::run(which).await,
         }
     })

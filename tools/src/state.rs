@@ -1,0 +1,67 @@
+//! `ledgerstack rebuild` and `ledgerstack digest`: the read models of a stopped server's data
+//! directory, dropped and rebuilt from the log, or summed up as one hash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use engine::store::EventStore;
+use engine::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use indicatif::{ProgressBar, ProgressStyle};
+use projections::runner;
+
+/// Arguments of `rebuild` and `digest`.
+#[derive(clap::Args)]
+pub(crate) struct StateArgs {
+    /// The data directory of a stopped server (sled locks the read-model store while one runs).
+    #[arg(long, default_value_os_t = crate::default_data_dir())]
+    data_dir: PathBuf,
+}
+
+fn open_log(dir: &Path) -> Result<EmbeddedStore> {
+    EmbeddedStore::open(dir, EmbeddedOptions::default())
+        .with_context(|| format!("opening the event log in {}", dir.display()))
+}
+
+/// Drops the read models and rebuilds them from the log with a progress bar; prints a summary
+/// with the digest.
+pub(crate) async fn rebuild(args: StateArgs) -> Result<()> {
+    let store = open_log(&args.data_dir)?;
+    let log: Arc<dyn EventStore> = Arc::new(store.clone());
+    let head = log.head().await?.0;
+    let bar = ProgressBar::new(head).with_style(
+        ProgressStyle::with_template("rebuilding read models [{bar:40}] {pos}/{len} events ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let started = Instant::now();
+    let summary = runner::rebuild(log, &args.data_dir.join("read-models"), |done, _| {
+        bar.set_position(done.0)
+    })
+    .await
+    .context("rebuilding the read models")?;
+    bar.finish_and_clear();
+    store.close();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "Rebuilt the read models from {} events in {seconds:.2} s ({:.0} events/s); now at position {}.",
+        summary.events,
+        summary.events as f64 / seconds.max(1e-9),
+        summary.position.0
+    );
+    println!("digest {}", summary.digest);
+    Ok(())
+}
+
+/// Prints the digest of the read models (caught up with the log first).
+pub(crate) async fn digest(args: StateArgs) -> Result<()> {
+    let store = open_log(&args.data_dir)?;
+    let log: Arc<dyn EventStore> = Arc::new(store.clone());
+    let summary = runner::load_current(log, &args.data_dir.join("read-models"))
+        .await
+        .context("loading the read models")?;
+    store.close();
+    println!("{} (read models at position {})", summary.digest, summary.position.0);
+    Ok(())
+}
