@@ -179,10 +179,10 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApiBenchE
 }
 
 /// A data directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, ApiBenchError> {
+    pub(crate) fn new() -> Result<TempDir, ApiBenchError> {
         let path =
             std::env::temp_dir().join(format!("ledgerstack-bench-api-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&path).map_err(io_error(format!("create {}", path.display())))?;
@@ -235,7 +235,7 @@ impl Target {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn percent_encode(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &byte in text.as_bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod context;
 pub mod error;
 pub mod jobs;
+pub mod lifecycle_bench;
 pub mod protocol;
 pub mod registry;
 pub mod response;

@@ -151,10 +151,9 @@ impl Orchestrator {
                 Err(error) => vec![failure_event(&pending, &error.to_string())],
             }
         };
-        let stream = match pending.job_id {
-            Some(job) => StreamId::new("job", job),
-            None => StreamId::singleton("orchestrator"),
-        };
+        // Its own stream: the job's stream is the job's (its submission may even come after
+        // the result), and the result's derived id makes a second append a no-op.
+        let stream = StreamId::new("driver", id);
         let appended = match stream {
             Ok(stream) => self
                 .store

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use api::bench::{ApiBenchConfig, ApiBenchReport, Rate, TARGET_RATIO};
+use api::lifecycle_bench::{LIFECYCLE_TARGET_RATIO, LifecycleBenchConfig};
 use engine::bench::{AppendBenchConfig, AppendBenchReport, BenchProgress, Figure};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,6 +20,26 @@ pub(crate) enum BenchCommand {
     /// Signed `listZones` requests per second through the real server (in-process, demo data),
     /// against an axum handler answering the same bytes without parsing or authentication.
     Api(ApiArgs),
+    /// deploy → Running → destroy cycles per second through the HTTP API (simulator at zero
+    /// latency), and the state projection's rebuild rate against raw replay of the same log.
+    Lifecycle(LifecycleArgs),
+}
+
+/// Arguments of `ledgerstack bench lifecycle`.
+#[derive(clap::Args)]
+pub(crate) struct LifecycleArgs {
+    /// Deploy → destroy cycles in all.
+    #[arg(long, default_value_t = 400)]
+    cycles: u32,
+    /// Clients running cycles concurrently.
+    #[arg(long, default_value_t = 4)]
+    clients: u32,
+    /// Seconds each replay measurement repeats for (three of each, the median counts).
+    #[arg(long, default_value_t = 1.0)]
+    replay_seconds: f64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ledgerstack bench api`.
@@ -68,6 +89,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Append(args) => append(args).await,
         BenchCommand::Api(args) => api_bench(args).await,
+        BenchCommand::Lifecycle(args) => lifecycle_bench(args).await,
     }
 }
 
@@ -312,6 +334,55 @@ async fn api_bench(args: ApiArgs) -> Result<()> {
     } else {
         print_api_table(&report);
     }
+    Ok(())
+}
+
+async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
+    anyhow::ensure!(args.replay_seconds > 0.0, "--replay-seconds must be positive");
+    let config = LifecycleBenchConfig {
+        cycles: args.cycles,
+        clients: args.clients,
+        replay_time: Duration::from_secs_f64(args.replay_seconds),
+    };
+    let bars = Bars {
+        current: Mutex::new(None),
+    };
+    let r = api::lifecycle_bench::run_lifecycle_bench(&config, &bars)
+        .await
+        .context("bench lifecycle")?;
+    let ratio = r.ratio();
+    let met = ratio >= LIFECYCLE_TARGET_RATIO;
+    if args.json {
+        let report = serde_json::json!({
+            "cycles": r.cycles,
+            "clients": args.clients,
+            "cycles_per_second": r.cycles_per_second,
+            "events": r.events,
+            "raw_replay_events_per_second": r.replay_per_second,
+            "rebuild_events_per_second": r.rebuild_per_second,
+            "rebuild_vs_replay": ratio,
+            "target": LIFECYCLE_TARGET_RATIO,
+            "target_met": met,
+            "rebuild_digests_equal": r.digests_equal,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("lifecycle: {} cycles by {} clients", r.cycles, args.clients);
+        println!("  deploy → Running → destroy   {:>12.1} cycles/s", r.cycles_per_second);
+        println!("  log afterwards               {:>12} events", r.events);
+        println!("  raw replay (baseline)        {:>12.0} events/s", r.replay_per_second);
+        println!("  state rebuild                {:>12.0} events/s", r.rebuild_per_second);
+        println!(
+            "  rebuild / raw replay         {:>12.3}   (target ≥ {LIFECYCLE_TARGET_RATIO}: {})",
+            ratio,
+            if met { "met" } else { "NOT met" }
+        );
+        println!(
+            "  two rebuilds, same digest    {:>12}",
+            if r.digests_equal { "yes" } else { "NO" }
+        );
+    }
+    anyhow::ensure!(r.digests_equal, "two rebuilds of the same log gave different digests");
     Ok(())
 }
 
