@@ -15,6 +15,7 @@ use engine::event::network::NetworkFacts;
 use projections::State;
 use projections::compute::{VmState, limit_key};
 use projections::infrastructure::Infrastructure;
+use projections::storage::VolumeStateName;
 use uuid::Uuid;
 
 use crate::call::Call;
@@ -151,13 +152,18 @@ pub fn count(state: &State, account_id: Uuid, resource: ResourceType) -> i64 {
             .map(|v| i64::try_from(v.facts.memory).unwrap_or(i64::MAX))
             .sum(),
         ResourceType::Volume => n(volumes().count()),
-        ResourceType::PrimaryStorage => gib(volumes().map(|v| v.facts.size).sum()),
+        ResourceType::PrimaryStorage => gib(volumes()
+            .filter(|v| v.state != VolumeStateName::Uploaded)
+            .map(|v| v.facts.size)
+            .sum()),
         ResourceType::Snapshot => n(snapshots().count()),
         ResourceType::Template => n(templates().count()),
-        ResourceType::SecondaryStorage => gib(
-            snapshots().map(|s| s.facts.size).sum::<u64>()
-                + templates().map(|t| t.facts.size).sum::<u64>(),
-        ),
+        ResourceType::SecondaryStorage => gib(snapshots().map(|s| s.facts.size).sum::<u64>()
+            + templates().map(|t| t.facts.size).sum::<u64>()
+            + volumes()
+                .filter(|v| v.state == VolumeStateName::Uploaded)
+                .map(|v| v.facts.size)
+                .sum::<u64>()),
         ResourceType::Network => n(state
             .compute
             .networks
@@ -225,7 +231,7 @@ pub fn check_limit(
             .identity
             .accounts
             .values()
-            .filter(|a| a.facts.domain_id == domain_id)
+            .filter(|a| state.identity.is_in_subtree(a.facts.domain_id, domain_id))
             .map(|a| count(state, a.facts.account_id, resource))
             .sum();
         if domain_held + more > domain_limit {
@@ -247,8 +253,7 @@ pub fn gib(bytes: u64) -> i64 {
 /// + `domainid`.
 pub fn owner(call: &Call, state: &State) -> Result<(Uuid, Uuid), ApiError> {
     let Some(name) = call.str("account") else {
-        if call.str("domainid").is_some() && call.caller.role != crate::registry::Role::User
-        {
+        if call.str("domainid").is_some() && call.caller.role != crate::registry::Role::User {
             return Err(ApiError::invalid_param(
                 "account must be given with domainid",
             ));
@@ -276,8 +281,7 @@ pub fn owner(call: &Call, state: &State) -> Result<(Uuid, Uuid), ApiError> {
 /// A replaceable placement policy: which host of a zone runs a VM of this size.
 pub trait Placement: Send + Sync {
     /// The chosen host, or `None` when none fits.
-    fn choose(&self, state: &State, zone_id: Uuid, cpu_mhz: u64, memory_mib: u64)
-    -> Option<Uuid>;
+    fn choose(&self, state: &State, zone_id: Uuid, cpu_mhz: u64, memory_mib: u64) -> Option<Uuid>;
 }
 
 /// First fit: the first enabled host of the zone, in id order, with room.
@@ -285,13 +289,7 @@ pub trait Placement: Send + Sync {
 pub struct FirstFit;
 
 impl Placement for FirstFit {
-    fn choose(
-        &self,
-        state: &State,
-        zone_id: Uuid,
-        cpu_mhz: u64,
-        memory_mib: u64,
-    ) -> Option<Uuid> {
+    fn choose(&self, state: &State, zone_id: Uuid, cpu_mhz: u64, memory_mib: u64) -> Option<Uuid> {
         let used = state.compute.host_allocations();
         state
             .infrastructure
@@ -333,7 +331,10 @@ pub fn allocate_address(state: &State, network: &NetworkFacts) -> Result<IpAddr,
         ApiError::invalid_param(format!("network {} has no CIDR", network.network_id))
     })?;
     let (base, prefix) = parse_cidr(cidr).ok_or_else(|| {
-        ApiError::internal(format!("network {} has a bad CIDR {cidr}", network.network_id))
+        ApiError::internal(format!(
+            "network {} has a bad CIDR {cidr}",
+            network.network_id
+        ))
     })?;
     let used: std::collections::BTreeSet<IpAddr> = state
         .compute

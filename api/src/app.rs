@@ -15,13 +15,13 @@ use projections::ProjectionError;
 use projections::runner::{self, RunnerHandle, StartMode};
 use tracing::info;
 
-pub use projections::driver::SimulatorConfig;
-use projections::driver::Simulator;
-use projections::orchestrator::{self, OrchestratorHandle};
 use crate::bootstrap::{self, AdminCredentials, BootstrapError};
 use crate::context::{Ctx, Sessions, Shared, Throttle};
 use crate::error::ApiError;
 use crate::jobs;
+use projections::driver::Simulator;
+pub use projections::driver::SimulatorConfig;
+use projections::orchestrator::{self, OrchestratorHandle};
 
 /// Where "now" comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

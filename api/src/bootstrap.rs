@@ -10,12 +10,14 @@ use engine::event::identity::{
     AccountCreated, AccountFacts, AccountType, DomainFacts, DomainLifecycle, UserCreated, UserFacts,
 };
 use engine::event::infrastructure::{
-    DiskOfferingFacts, DiskOfferingLifecycle, ServiceOfferingFacts, ServiceOfferingLifecycle,
+    ClusterFacts, ClusterLifecycle, DiskOfferingFacts, DiskOfferingLifecycle, HostFacts,
+    HostLifecycle, PodFacts, PodLifecycle, ServiceOfferingFacts, ServiceOfferingLifecycle,
     ZoneFacts, ZoneLifecycle,
 };
+use engine::event::storage::{TemplateFacts, TemplateLifecycle};
 use engine::event::{
-    AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, NewEvent, ServiceOfferingEvent,
-    UserEvent, ZoneEvent,
+    AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, HostEvent, NewEvent, PodEvent,
+    ServiceOfferingEvent, TemplateEvent, UserEvent, ZoneEvent,
 };
 use engine::ids::derived_event_id;
 use engine::secrets;
@@ -23,7 +25,9 @@ use projections::identity::{AccountState, UserRow};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::allocation::ALLOCATION;
 use crate::commands::domains::IDENTITY;
+use crate::commands::templates::os_type_id;
 use crate::commands::users::key_registration;
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -200,7 +204,10 @@ pub fn demo_id(kind: &str) -> Uuid {
 }
 
 /// Seeds a zone, two service offerings, a fixed-size and a custom-size disk offering, unless
-/// the catalog already has a zone.
+/// the catalog already has a zone; then, in the demo zone, a pod, a cluster, two simulator
+/// hosts and a featured public template, unless the demo pod exists already. The hosts and
+/// the template are decided on the allocation stream, which owns host capacity and the
+/// template limit (DESIGN.md invariant 8).
 pub async fn seed_demo(ctx: &Ctx) -> Result<bool, ApiError> {
     let written = ctx
         .decide("catalog", |state| {
@@ -210,7 +217,123 @@ pub async fn seed_demo(ctx: &Ctx) -> Result<bool, ApiError> {
             Ok(demo_events())
         })
         .await?;
-    Ok(written.is_some())
+    let infrastructure = ctx
+        .decide(ALLOCATION, |state| {
+            // Only into the demo zone (a log whose first zone was made by hand gets none), and
+            // once: a log seeded before hosts existed gets them at its next `--demo` start.
+            if state.catalog.zones.get(&demo_id("zone")).is_none()
+                || state.infrastructure.pods.get(&demo_id("pod")).is_some()
+            {
+                return Ok(vec![]);
+            }
+            demo_infrastructure(state)
+        })
+        .await?;
+    Ok(written.is_some() || infrastructure.is_some())
+}
+
+/// A seeded event: its id derives from `kind`, so seeding twice appends it once.
+fn seeded(kind: &str, body: EventBody) -> NewEvent {
+    NewEvent::with_id(demo_id(&format!("event:{kind}")), body)
+}
+
+/// The demo pod, cluster, hosts and template, owned by the root admin account.
+fn demo_infrastructure(state: &projections::State) -> Result<Vec<NewEvent>, ApiError> {
+    let admin = state
+        .identity
+        .accounts
+        .values()
+        .find(|a| {
+            a.facts.account_type == AccountType::RootAdmin
+                && a.facts.name == "admin"
+                && state
+                    .identity
+                    .domains
+                    .get(&a.facts.domain_id)
+                    .is_some_and(|d| d.facts.parent_id.is_none())
+        })
+        .ok_or_else(|| {
+            ApiError::internal("the demo template needs the admin account, which does not exist")
+        })?;
+    let zone_id = demo_id("zone");
+    let pod_id = demo_id("pod");
+    let cluster_id = demo_id("cluster");
+    let pod = PodFacts {
+        pod_id,
+        zone_id,
+        name: "demo-pod".into(),
+        gateway: [192, 168, 0, 1].into(),
+        netmask: "255.255.255.0".into(),
+        start_ip: [192, 168, 0, 10].into(),
+        end_ip: Some([192, 168, 0, 250].into()),
+        allocation_state: "Enabled".into(),
+    };
+    let cluster = ClusterFacts {
+        cluster_id,
+        name: "demo-cluster".into(),
+        zone_id,
+        pod_id,
+        hypervisor: "Simulator".into(),
+        cluster_type: "CloudManaged".into(),
+        allocation_state: "Enabled".into(),
+    };
+    let host = |n: u8| HostFacts {
+        host_id: demo_id(&format!("host-{n}")),
+        name: format!("demo-host-{n}").into(),
+        zone_id,
+        pod_id,
+        cluster_id,
+        hypervisor: "Simulator".into(),
+        ip_address: Some([192, 168, 0, 10 + n].into()),
+        cpu_number: 8,
+        cpu_speed: 2000,
+        memory: 16384,
+        resource_state: "Enabled".into(),
+        host_tags: None,
+    };
+    const GIB: u64 = 1024 * 1024 * 1024;
+    let name = "CentOS 5.6 (64-bit) no GUI (Simulator)";
+    let template = TemplateFacts {
+        template_id: demo_id("template"),
+        name: name.into(),
+        display_text: name.into(),
+        account_id: admin.facts.account_id,
+        domain_id: admin.facts.domain_id,
+        zone_id: Some(zone_id),
+        // CloudStack's simulator ships its built-in template as a VHD.
+        format: "VHD".into(),
+        hypervisor: "Simulator".into(),
+        os_type_id: Some(os_type_id("CentOS 5.6 (64-bit)")),
+        size: 2 * GIB,
+        virtual_size: 2 * GIB,
+        is_public: true,
+        is_featured: true,
+        url: None,
+        source_volume_id: None,
+        source_snapshot_id: None,
+    };
+    Ok(vec![
+        seeded(
+            "pod",
+            EventBody::Pod(PodEvent::Create(PodLifecycle { pod })),
+        ),
+        seeded(
+            "cluster",
+            EventBody::Host(HostEvent::ClusterAdd(ClusterLifecycle { cluster })),
+        ),
+        seeded(
+            "host-1",
+            EventBody::Host(HostEvent::Add(HostLifecycle { host: host(1) })),
+        ),
+        seeded(
+            "host-2",
+            EventBody::Host(HostEvent::Add(HostLifecycle { host: host(2) })),
+        ),
+        seeded(
+            "template",
+            EventBody::Template(TemplateEvent::Create(TemplateLifecycle { template })),
+        ),
+    ])
 }
 
 fn demo_events() -> Vec<NewEvent> {
@@ -265,8 +388,6 @@ fn demo_events() -> Vec<NewEvent> {
         domain_ids: vec![],
         zone_ids: vec![],
     };
-    let seeded =
-        |kind: &str, body: EventBody| NewEvent::with_id(demo_id(&format!("event:{kind}")), body);
     vec![
         seeded(
             "zone",

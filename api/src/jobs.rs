@@ -42,6 +42,22 @@ impl JobRun {
     }
 }
 
+/// The task of a job: what runs once the job is recorded.
+pub type JobTask = Box<dyn FnOnce(JobRun) -> BoxFuture<'static, Result<Reply, ApiError>> + Send>;
+
+/// A job whose reply is ready as soon as it runs (its events were appended when the command
+/// was accepted, or need no hypervisor).
+pub fn immediate(
+    render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
+) -> JobTask {
+    Box::new(move |job: JobRun| {
+        Box::pin(async move {
+            let state = job.ctx.models.read();
+            render(&state)
+        })
+    })
+}
+
 /// The work of an async command, validated and ready to run.
 pub struct AsyncWork {
     /// `jobinstancetype`, such as `Account`.
@@ -55,7 +71,7 @@ pub struct AsyncWork {
     /// For async-create commands: the id of the entity being created, answered as `id`.
     pub create_id: Option<Uuid>,
     /// The work itself.
-    pub run: Box<dyn FnOnce(JobRun) -> BoxFuture<'static, Result<Reply, ApiError>> + Send>,
+    pub run: JobTask,
 }
 
 fn job_stream(job_id: Uuid) -> StreamId {
@@ -108,11 +124,7 @@ pub async fn submit_as(
     Ok(Reply::Flat(body))
 }
 
-async fn execute(
-    run: JobRun,
-    work: Box<dyn FnOnce(JobRun) -> BoxFuture<'static, Result<Reply, ApiError>> + Send>,
-    is_root_admin: bool,
-) {
+async fn execute(run: JobRun, work: JobTask, is_root_admin: bool) {
     let ctx = run.ctx.clone();
     let job_id = run.job_id;
     let actor = run.actor;
@@ -179,7 +191,7 @@ async fn complete(ctx: &Ctx, actor: Actor, completed: AsyncJobCompleted) -> Resu
 pub fn after_command(
     command_id: Uuid,
     render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
-) -> Box<dyn FnOnce(JobRun) -> BoxFuture<'static, Result<Reply, ApiError>> + Send> {
+) -> JobTask {
     Box::new(move |job: JobRun| {
         Box::pin(async move {
             await_command(&job.ctx, command_id).await?;
@@ -195,7 +207,12 @@ pub async fn await_command(ctx: &Ctx, command_id: Uuid) -> Result<(), ApiError> 
         .wait_until(|s| s.orchestration.results.get(&command_id).is_some())
         .await?;
     let state = ctx.models.read();
-    match state.orchestration.results.get(&command_id).map(|f| &f.result) {
+    match state
+        .orchestration
+        .results
+        .get(&command_id)
+        .map(|f| &f.result)
+    {
         Some(CommandResult::Failed(error)) => Err(ApiError::unavailable(error.clone())),
         _ => Ok(()),
     }
@@ -209,7 +226,8 @@ pub async fn settle_interrupted(
     ctx: &Ctx,
     render: fn(&State, &JobRow) -> Result<Reply, ApiError>,
 ) -> Result<(usize, usize), ApiError> {
-    let (resumable, unfinished): (Vec<(JobRow, Uuid)>, Vec<(Uuid, Uuid, Uuid)>) = {
+    type Unfinished = (Vec<(JobRow, Uuid)>, Vec<(Uuid, Uuid, Uuid)>);
+    let (resumable, unfinished): Unfinished = {
         let state = ctx.models.read();
         let mut resumable = Vec::new();
         let mut unfinished = Vec::new();

@@ -83,9 +83,7 @@ impl Client {
             query.push_str(&format!("{k}={}&", encode(v)));
         }
         query.push_str(&format!("signature={}", encode(&signature)));
-        let io = |what: &'static str| {
-            move |e: std::io::Error| ApiBenchError::Io(what.into(), e)
-        };
+        let io = |what: &'static str| move |e: std::io::Error| ApiBenchError::Io(what.into(), e);
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .map_err(io("connect"))?;
@@ -154,7 +152,9 @@ impl Client {
             .await?;
         let vm = &deployed["virtualmachine"];
         if vm["state"] != "Running" {
-            return Err(ApiBenchError::Setup(format!("deployed VM not Running: {vm}")));
+            return Err(ApiBenchError::Setup(format!(
+                "deployed VM not Running: {vm}"
+            )));
         }
         let id = vm["id"].as_str().unwrap_or_default().to_owned();
         self.run_job(&[
@@ -183,7 +183,10 @@ pub async fn run_lifecycle_bench(
             "cycles and clients must be positive".into(),
         ));
     }
-    progress.phase("starting the server (demo data, simulator at zero latency)", None);
+    progress.phase(
+        "starting the server (demo data, simulator at zero latency)",
+        None,
+    );
     let dir = crate::bench::TempDir::new()?;
     let running = app::open(ServerOptions {
         data_dir: dir.0.clone(),
@@ -221,7 +224,10 @@ pub async fn run_lifecycle_bench(
         .to_owned();
     progress.finish();
 
-    progress.phase("deploy → Running → destroy cycles", Some(u64::from(config.cycles)));
+    progress.phase(
+        "deploy → Running → destroy cycles",
+        Some(u64::from(config.cycles)),
+    );
     let next = Arc::new(AtomicU32::new(0));
     let done = Arc::new(AtomicU32::new(0));
     let started = Instant::now();

@@ -276,9 +276,17 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         discovery::COMMANDS,
         domains::COMMANDS,
         events::COMMANDS,
+        infrastructure::COMMANDS,
         jobs::COMMANDS,
+        keypairs::COMMANDS,
+        limits::COMMANDS,
         session::COMMANDS,
+        snapshots::COMMANDS,
+        tags::COMMANDS,
+        templates::COMMANDS,
         users::COMMANDS,
+        vms::COMMANDS,
+        volumes::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

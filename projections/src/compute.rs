@@ -491,9 +491,9 @@ impl Compute {
 
     /// The account's VMs that count against its limits (all but destroyed ones).
     pub fn counted_vms(&self, account_id: Uuid) -> impl Iterator<Item = &VmRow> {
-        self.vms.values().filter(move |vm| {
-            vm.facts.account_id == account_id && vm.state != VmState::Destroyed
-        })
+        self.vms
+            .values()
+            .filter(move |vm| vm.facts.account_id == account_id && vm.state != VmState::Destroyed)
     }
 
     /// The account's default guest network in a zone, if it has one.

@@ -7,8 +7,8 @@
 
 use compact_str::CompactString;
 use engine::event::{
-    Actor, DriverEvent, EventBody, EventState, RecordedEvent, SnapshotEvent, VmEvent, VmSnapshotEvent,
-    VolumeEvent,
+    Actor, DriverEvent, EventBody, EventState, RecordedEvent, SnapshotEvent, VmEvent,
+    VmSnapshotEvent, VolumeEvent,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

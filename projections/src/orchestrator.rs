@@ -15,13 +15,13 @@ use std::time::Duration;
 use engine::clock::Clock;
 use engine::event::network::{NetworkOfferingAssignment, NicFacts};
 use engine::event::operations::DriverFailed;
+use engine::event::storage::VolumeCounterReading;
 use engine::event::storage::{VmSnapshotLifecycle, VolumeAttachment, VolumeLifecycle, VolumeType};
 use engine::event::vm::{VmFacts, VmLifecycle};
 use engine::event::{
     EventBody, EventState, EventType, Level, NetworkOfferingEvent, NewEvent, NicEvent, StreamId,
     VmEvent, VmSnapshotEvent, VolumeEvent,
 };
-use engine::event::storage::VolumeCounterReading;
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
 use tokio::sync::oneshot;
@@ -104,7 +104,10 @@ impl Orchestrator {
                         memory_mib: h.facts.memory,
                     })
                     .collect();
-                let in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                let in_flight = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let todo: Vec<PendingCommand> = state
                     .orchestration
                     .in_order()
@@ -116,7 +119,12 @@ impl Orchestrator {
                 (hosts, todo, interval)
             };
             for host in hosts {
-                let key = (host.host_id, host.cpu_number, host.cpu_speed, host.memory_mib);
+                let key = (
+                    host.host_id,
+                    host.cpu_number,
+                    host.cpu_speed,
+                    host.memory_mib,
+                );
                 if known_hosts.insert(key) {
                     self.driver.add_host(host);
                 }
@@ -167,7 +175,9 @@ impl Orchestrator {
                 let _ = self.models.wait_for(outcome.last_position()).await;
                 info!(command = %id, kind = pending.event_type.as_str(), position = outcome.last_position().0, "driver command finished");
             }
-            Err(e) => warn!(command = %id, error = %e, "could not record a driver result; it is re-issued at the next start"),
+            Err(e) => {
+                warn!(command = %id, error = %e, "could not record a driver result; it is re-issued at the next start")
+            }
         }
         self.in_flight
             .lock()
@@ -221,7 +231,11 @@ impl Orchestrator {
             let count = events.len();
             match StreamId::singleton("diskstats") {
                 Ok(stream) => {
-                    if let Err(e) = self.store.append(&stream, ExpectedVersion::Any, events).await {
+                    if let Err(e) = self
+                        .store
+                        .append(&stream, ExpectedVersion::Any, events)
+                        .await
+                    {
                         warn!(error = %e, "could not record disk counter readings");
                     } else {
                         info!(volumes = count, "recorded disk counter readings");

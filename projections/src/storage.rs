@@ -164,7 +164,10 @@ impl Storage {
             EventBody::Volume(v) => self.apply_volume(v, requested, at),
             EventBody::Vm(VmEvent::Start(e)) if !requested => {
                 // A running VM's disks are Ready.
-                for row in self.volumes.values_mut_where(|v| v.vm_id == Some(e.vm.vm_id)) {
+                for row in self
+                    .volumes
+                    .values_mut_where(|v| v.vm_id == Some(e.vm.vm_id))
+                {
                     if row.state == VolumeStateName::Allocated {
                         row.state = VolumeStateName::Ready;
                     }
@@ -281,7 +284,10 @@ impl Storage {
     }
 
     fn make_current(&mut self, vm_id: Uuid, current: Uuid) {
-        for row in self.vm_snapshots.values_mut_where(|s| s.facts.vm_id == vm_id) {
+        for row in self
+            .vm_snapshots
+            .values_mut_where(|s| s.facts.vm_id == vm_id)
+        {
             row.current = row.facts.vm_snapshot_id == current;
         }
     }
@@ -462,7 +468,12 @@ impl Storage {
             .values()
             .filter(|v| v.vm_id == Some(vm_id))
             .collect();
-        volumes.sort_by_key(|v| (v.facts.volume_type != engine::event::storage::VolumeType::Root, v.device_id));
+        volumes.sort_by_key(|v| {
+            (
+                v.facts.volume_type != engine::event::storage::VolumeType::Root,
+                v.device_id,
+            )
+        });
         volumes
     }
 }

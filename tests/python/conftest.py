@@ -313,3 +313,84 @@ def eventually(probe, what: str, timeout: float = 10.0, step: float = 0.05):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {value!r}")
         time.sleep(step)
+
+
+# --------------------------------------------------------------------------------------------
+# A server of a test's own (restart tests: SIGKILL, start again on the same data)
+# --------------------------------------------------------------------------------------------
+
+
+def server_binary() -> Path:
+    """The server binary the suites run: $LEDGERSTACK_BIN, relative to the repository."""
+    binary = Path(os.environ.get("LEDGERSTACK_BIN", "target/debug/ledgerstack"))
+    return binary if binary.is_absolute() else REPO / binary
+
+
+def launch_server(data_dir: Path, log_path: Path, *extra_args: str) -> Server:
+    """Starts `ledgerstack serve --data-dir <data_dir> --listen 127.0.0.1:0 <extra_args>` and
+    waits for its endpoint (stderr appended to `log_path`, so a restart keeps the first run's
+    log). The `Server` has two more attributes: `output`, every stdout line so far (a reader
+    thread keeps appending), and `reader`, that thread. Stop it with `stop_server`."""
+    binary = server_binary()
+    if not binary.exists():
+        pytest.fail(f"no server binary at {binary}: run `cargo build` or set LEDGERSTACK_BIN")
+    data_dir = Path(data_dir)
+    with open(log_path, "ab") as stderr:
+        proc = subprocess.Popen(
+            [str(binary), "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+             *extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=data_dir.parent,
+        )
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines, seen), daemon=True)
+    reader.start()
+    endpoint = None
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while endpoint is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"the server printed no endpoint in {START_TIMEOUT} s:\n" + "".join(seen)
+                )
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"the server exited ({proc.wait()}) before printing its endpoint:\n"
+                    + "".join(seen) + Path(log_path).read_text(errors="replace")
+                )
+            found = re.match(r"Ledgerstack API on (http://127\.0\.0\.1:\d+/client/api) ", line)
+            if found:
+                endpoint = found.group(1)
+        credentials = json.loads((data_dir / "admin-credentials.json").read_text())
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    srv = Server(proc, endpoint, credentials, data_dir.parent, log_path)
+    srv.output = seen
+    srv.reader = reader
+    return srv
+
+
+def stop_server(srv: Server, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT):
+    """Sends `sig` to a server `launch_server` started; its exit code (an int), or a sentence
+    when it was still running `timeout` s later (then it is killed)."""
+    if srv.proc.poll() is None:
+        srv.proc.send_signal(sig)
+    try:
+        code = srv.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+        srv.proc.wait()
+        code = f"still running {timeout} s after signal {sig}"
+    srv.reader.join(timeout=timeout)
+    return code

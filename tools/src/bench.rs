@@ -338,7 +338,10 @@ async fn api_bench(args: ApiArgs) -> Result<()> {
 }
 
 async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
-    anyhow::ensure!(args.replay_seconds > 0.0, "--replay-seconds must be positive");
+    anyhow::ensure!(
+        args.replay_seconds > 0.0,
+        "--replay-seconds must be positive"
+    );
     let config = LifecycleBenchConfig {
         cycles: args.cycles,
         clients: args.clients,
@@ -368,10 +371,19 @@ async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("lifecycle: {} cycles by {} clients", r.cycles, args.clients);
-        println!("  deploy → Running → destroy   {:>12.1} cycles/s", r.cycles_per_second);
+        println!(
+            "  deploy → Running → destroy   {:>12.1} cycles/s",
+            r.cycles_per_second
+        );
         println!("  log afterwards               {:>12} events", r.events);
-        println!("  raw replay (baseline)        {:>12.0} events/s", r.replay_per_second);
-        println!("  state rebuild                {:>12.0} events/s", r.rebuild_per_second);
+        println!(
+            "  raw replay (baseline)        {:>12.0} events/s",
+            r.replay_per_second
+        );
+        println!(
+            "  state rebuild                {:>12.0} events/s",
+            r.rebuild_per_second
+        );
         println!(
             "  rebuild / raw replay         {:>12.3}   (target ≥ {LIFECYCLE_TARGET_RATIO}: {})",
             ratio,
@@ -382,7 +394,10 @@ async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
             if r.digests_equal { "yes" } else { "NO" }
         );
     }
-    anyhow::ensure!(r.digests_equal, "two rebuilds of the same log gave different digests");
+    anyhow::ensure!(
+        r.digests_equal,
+        "two rebuilds of the same log gave different digests"
+    );
     Ok(())
 }
 

@@ -31,8 +31,10 @@ pub(crate) async fn rebuild(args: StateArgs) -> Result<()> {
     let log: Arc<dyn EventStore> = Arc::new(store.clone());
     let head = log.head().await?.0;
     let bar = ProgressBar::new(head).with_style(
-        ProgressStyle::with_template("rebuilding read models [{bar:40}] {pos}/{len} events ({per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "rebuilding read models [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
@@ -62,6 +64,9 @@ pub(crate) async fn digest(args: StateArgs) -> Result<()> {
         .await
         .context("loading the read models")?;
     store.close();
-    println!("{} (read models at position {})", summary.digest, summary.position.0);
+    println!(
+        "{} (read models at position {})",
+        summary.digest, summary.position.0
+    );
     Ok(())
 }

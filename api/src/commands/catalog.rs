@@ -254,8 +254,6 @@ const DISK_OFFERING_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-
-
 const fn id_list(name: &'static str, description: &'static str) -> ParamSpec {
     ParamSpec {
         length: ID_LIST_LENGTH,

@@ -9,15 +9,68 @@ pub mod configuration;
 pub mod discovery;
 pub mod domains;
 pub mod events;
+pub mod infrastructure;
 pub mod jobs;
+pub mod keypairs;
+pub mod limits;
 pub mod session;
+pub mod snapshots;
+pub mod tags;
+pub mod templates;
 pub mod users;
+pub mod vms;
+pub mod volumes;
 
 use engine::time::Timestamp;
+use projections::State;
+use projections::jobs::JobRow;
+use uuid::Uuid;
 
+use crate::error::ApiError;
 use crate::protocol::dates::format_date;
+use crate::registry::{ResponseField, field};
+use crate::response::Reply;
 
 /// A time as CloudStack shows it: `2024-05-01T10:00:00+0000`.
 pub fn date(at: Timestamp) -> String {
     format_date(at.to_datetime())
+}
+
+/// The response fields of a command answering `success` (SuccessResponse).
+pub const SUCCESS_FIELDS: &[ResponseField] = &[
+    field(
+        "success",
+        "boolean",
+        "true if operation is executed successfully",
+    ),
+    field(
+        "displaytext",
+        "string",
+        "any text associated with the success or failure",
+    ),
+];
+
+/// The reply of a job that waited for a driver command across a server restart, rendered
+/// from the read models once the command's result is in (see `jobs::settle_interrupted`).
+pub fn render_job_result(state: &State, job: &JobRow) -> Result<Reply, ApiError> {
+    let instance = job.instance_id.unwrap_or(Uuid::nil());
+    match job.command.as_str() {
+        "deployVirtualMachine"
+        | "startVirtualMachine"
+        | "stopVirtualMachine"
+        | "rebootVirtualMachine"
+        | "destroyVirtualMachine"
+        | "scaleVirtualMachine"
+        | "migrateVirtualMachine" => vms::vm_reply(state, instance),
+        "attachVolume" | "detachVolume" | "resizeVolume" | "uploadVolume" | "createVolume" => {
+            volumes::volume_reply(state, instance)
+        }
+        "createSnapshot" => snapshots::snapshot_reply(state, instance),
+        "createVMSnapshot" => snapshots::vm_snapshot_reply(state, instance),
+        "revertToVMSnapshot" => snapshots::reverted_vm_reply(state, instance),
+        "deleteVMSnapshot" | "deleteSnapshot" => Ok(Reply::success()),
+        other => Err(ApiError::internal(format!(
+            "no result view for {other} after a restart"
+        ))),
+    }
 }

@@ -34,7 +34,7 @@ use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::{self, AsyncWork, JobRun};
+use crate::jobs::{self, AsyncWork, JobRun, JobTask};
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamSpec, ParamType as T, ResponseField, Roles, field, param,
     required,
@@ -45,44 +45,128 @@ const GIB: u64 = 1024 * 1024 * 1024;
 
 /// The network offering of every account's default guest network: CloudStack's built-in
 /// `DefaultIsolatedNetworkOfferingWithSourceNatService`, under a fixed id.
-pub const DEFAULT_NETWORK_OFFERING: Uuid =
-    Uuid::from_u128(0x6c656467_6572_4e4f_8000_000000000001);
+pub const DEFAULT_NETWORK_OFFERING: Uuid = Uuid::from_u128(0x6c656467_6572_4e4f_8000_000000000001);
 
 /// Guest CIDR of a default network when its zone sets none (CloudStack's default).
 const DEFAULT_GUEST_CIDR: &str = "10.1.1.0/24";
 
-const VM_FIELDS: &[ResponseField] = &[
+/// The fields of a `virtualmachine` (listApis).
+pub const VM_FIELDS: &[ResponseField] = &[
     field("id", "string", "the ID of the virtual machine"),
     field("name", "string", "the name of the virtual machine"),
     field("displayname", "string", "user generated name"),
     field("instancename", "string", "instance name of the user vm"),
     field("state", "string", "the state of the virtual machine"),
-    field("account", "string", "the account associated with the virtual machine"),
-    field("domainid", "string", "the ID of the domain in which the virtual machine exists"),
-    field("domain", "string", "the name of the domain in which the virtual machine exists"),
-    field("created", "date", "the date when this virtual machine was created"),
-    field("zoneid", "string", "the ID of the availability zone for the virtual machine"),
-    field("zonename", "string", "the name of the availability zone for the virtual machine"),
-    field("hostid", "string", "the ID of the host for the virtual machine"),
-    field("hostname", "string", "the name of the host for the virtual machine"),
-    field("templateid", "string", "the ID of the template for the virtual machine"),
-    field("templatename", "string", "the name of the template for the virtual machine"),
-    field("serviceofferingid", "string", "the ID of the service offering of the virtual machine"),
-    field("serviceofferingname", "string", "the name of the service offering of the virtual machine"),
-    field("cpunumber", "integer", "the number of vCPUs this virtual machine is using"),
+    field(
+        "account",
+        "string",
+        "the account associated with the virtual machine",
+    ),
+    field(
+        "domainid",
+        "string",
+        "the ID of the domain in which the virtual machine exists",
+    ),
+    field(
+        "domain",
+        "string",
+        "the name of the domain in which the virtual machine exists",
+    ),
+    field(
+        "created",
+        "date",
+        "the date when this virtual machine was created",
+    ),
+    field(
+        "zoneid",
+        "string",
+        "the ID of the availability zone for the virtual machine",
+    ),
+    field(
+        "zonename",
+        "string",
+        "the name of the availability zone for the virtual machine",
+    ),
+    field(
+        "hostid",
+        "string",
+        "the ID of the host for the virtual machine",
+    ),
+    field(
+        "hostname",
+        "string",
+        "the name of the host for the virtual machine",
+    ),
+    field(
+        "templateid",
+        "string",
+        "the ID of the template for the virtual machine",
+    ),
+    field(
+        "templatename",
+        "string",
+        "the name of the template for the virtual machine",
+    ),
+    field(
+        "serviceofferingid",
+        "string",
+        "the ID of the service offering of the virtual machine",
+    ),
+    field(
+        "serviceofferingname",
+        "string",
+        "the name of the service offering of the virtual machine",
+    ),
+    field(
+        "cpunumber",
+        "integer",
+        "the number of vCPUs this virtual machine is using",
+    ),
     field("cpuspeed", "integer", "the speed of each vCPU"),
-    field("memory", "integer", "the memory allocated for the virtual machine"),
-    field("hypervisor", "string", "the hypervisor on which the template runs"),
+    field(
+        "memory",
+        "integer",
+        "the memory allocated for the virtual machine",
+    ),
+    field(
+        "hypervisor",
+        "string",
+        "the hypervisor on which the template runs",
+    ),
     field("nic", "set", "the list of nics associated with vm"),
-    field("securitygroup", "set", "list of security groups associated with the virtual machine"),
-    field("affinitygroup", "set", "list of affinity groups associated with the virtual machine"),
+    field(
+        "securitygroup",
+        "set",
+        "list of security groups associated with the virtual machine",
+    ),
+    field(
+        "affinitygroup",
+        "set",
+        "list of affinity groups associated with the virtual machine",
+    ),
     field("keypairs", "string", "ssh key-pairs"),
-    field("isoid", "string", "the ID of the ISO attached to the virtual machine"),
-    field("haenable", "boolean", "true if high-availability is enabled, false otherwise"),
+    field(
+        "isoid",
+        "string",
+        "the ID of the ISO attached to the virtual machine",
+    ),
+    field(
+        "haenable",
+        "boolean",
+        "true if high-availability is enabled, false otherwise",
+    ),
     field("group", "string", "the group name of the virtual machine"),
-    field("isdynamicallyscalable", "boolean", "true if vm contains XS/VMWare tools in order to support dynamic scaling of VM cpu/memory"),
+    field(
+        "isdynamicallyscalable",
+        "boolean",
+        "true if vm contains XS/VMWare tools in order to support dynamic scaling of VM cpu/memory",
+    ),
     field("tags", "set", "the list of resource tags associated"),
-    field("password", "string", "the password (if exists) of the virtual machine"),
+    field(
+        "password",
+        "string",
+        "the password (if exists) of the virtual machine",
+    ),
 ];
 
 const VM_ID: ParamSpec = required("id", T::Uuid, "The ID of the virtual machine");
@@ -95,26 +179,102 @@ pub const COMMANDS: &[CommandSpec] = &[
         roles: Roles::ALL,
         description: "Creates and automatically starts a virtual machine based on a service offering, disk offering, and template.",
         params: &[
-            required("zoneid", T::Uuid, "availability zone for the virtual machine"),
-            required("serviceofferingid", T::Uuid, "the ID of the service offering for the virtual machine"),
-            required("templateid", T::Uuid, "the ID of the template for the virtual machine"),
+            required(
+                "zoneid",
+                T::Uuid,
+                "availability zone for the virtual machine",
+            ),
+            required(
+                "serviceofferingid",
+                T::Uuid,
+                "the ID of the service offering for the virtual machine",
+            ),
+            required(
+                "templateid",
+                T::Uuid,
+                "the ID of the template for the virtual machine",
+            ),
             param("name", T::String, "host name for the virtual machine"),
-            param("displayname", T::String, "an optional user generated name for the virtual machine"),
-            param("startvm", T::Boolean, "true by default; false creates the VM Stopped"),
-            param("userdata", T::String, "an optional binary data that can be sent to the virtual machine upon a successful deployment (base64)"),
-            param("keypair", T::String, "name of the ssh key pair used to login to the virtual machine"),
-            param("keypairs", T::List, "names of the ssh key pairs used to login to the virtual machine"),
-            param("rootdisksize", T::Long, "Optional field to resize root disk on deploy (GB)"),
-            param("diskofferingid", T::Uuid, "the ID of the disk offering for a data disk"),
-            param("size", T::Long, "the size of the data disk in GB for a custom disk offering"),
-            param("networkids", T::List, "list of network ids used by virtual machine (default: the account's default guest network)"),
-            param("hostid", T::Uuid, "destination Host ID to deploy the VM to (root admin)"),
-            param("hypervisor", T::String, "the hypervisor on which to deploy the virtual machine (Simulator)"),
-            param("group", T::String, "an optional group for the virtual machine"),
-            param("details", T::Map, "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory"),
-            param("account", T::String, "an optional account for the virtual machine. Must be used with domainId."),
-            param("domainid", T::Uuid, "an optional domainId for the virtual machine"),
-            param("projectid", T::Uuid, "Deploy vm for the project (not supported)"),
+            param(
+                "displayname",
+                T::String,
+                "an optional user generated name for the virtual machine",
+            ),
+            param(
+                "startvm",
+                T::Boolean,
+                "true by default; false creates the VM Stopped",
+            ),
+            param(
+                "userdata",
+                T::String,
+                "an optional binary data that can be sent to the virtual machine upon a successful deployment (base64)",
+            ),
+            param(
+                "keypair",
+                T::String,
+                "name of the ssh key pair used to login to the virtual machine",
+            ),
+            param(
+                "keypairs",
+                T::List,
+                "names of the ssh key pairs used to login to the virtual machine",
+            ),
+            param(
+                "rootdisksize",
+                T::Long,
+                "Optional field to resize root disk on deploy (GB)",
+            ),
+            param(
+                "diskofferingid",
+                T::Uuid,
+                "the ID of the disk offering for a data disk",
+            ),
+            param(
+                "size",
+                T::Long,
+                "the size of the data disk in GB for a custom disk offering",
+            ),
+            param(
+                "networkids",
+                T::List,
+                "list of network ids used by virtual machine (default: the account's default guest network)",
+            ),
+            param(
+                "hostid",
+                T::Uuid,
+                "destination Host ID to deploy the VM to (root admin)",
+            ),
+            param(
+                "hypervisor",
+                T::String,
+                "the hypervisor on which to deploy the virtual machine (Simulator)",
+            ),
+            param(
+                "group",
+                T::String,
+                "an optional group for the virtual machine",
+            ),
+            param(
+                "details",
+                T::Map,
+                "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory",
+            ),
+            param(
+                "account",
+                T::String,
+                "an optional account for the virtual machine. Must be used with domainId.",
+            ),
+            param(
+                "domainid",
+                T::Uuid,
+                "an optional domainId for the virtual machine",
+            ),
+            param(
+                "projectid",
+                T::Uuid,
+                "Deploy vm for the project (not supported)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -152,7 +312,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Starts a virtual machine.",
         params: &[
             VM_ID,
-            param("hostid", T::Uuid, "destination Host ID to deploy the VM to (root admin)"),
+            param(
+                "hostid",
+                T::Uuid,
+                "destination Host ID to deploy the VM to (root admin)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -167,7 +331,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Stops a virtual machine.",
         params: &[
             VM_ID,
-            param("forced", T::Boolean, "Force stop the VM (vm is marked as Stopped even when command fails to be send to the backend)"),
+            param(
+                "forced",
+                T::Boolean,
+                "Force stop the VM (vm is marked as Stopped even when command fails to be send to the backend)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -194,7 +362,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Destroys a virtual machine. Once destroyed, only the administrator can recover it.",
         params: &[
             VM_ID,
-            param("expunge", T::Boolean, "If true is passed, the vm is expunged immediately."),
+            param(
+                "expunge",
+                T::Boolean,
+                "If true is passed, the vm is expunged immediately.",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -233,8 +405,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Changes the service offering for a virtual machine. The virtual machine must be in a \"Stopped\" state for this command to take effect.",
         params: &[
             VM_ID,
-            required("serviceofferingid", T::Uuid, "the service offering ID to apply to the virtual machine"),
-            param("details", T::Map, "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory"),
+            required(
+                "serviceofferingid",
+                T::Uuid,
+                "the service offering ID to apply to the virtual machine",
+            ),
+            param(
+                "details",
+                T::Map,
+                "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -249,8 +429,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Scales the virtual machine to a new service offering. A running VM needs an offering with dynamic scaling enabled.",
         params: &[
             VM_ID,
-            required("serviceofferingid", T::Uuid, "the ID of the service offering for the virtual machine"),
-            param("details", T::Map, "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory"),
+            required(
+                "serviceofferingid",
+                T::Uuid,
+                "the ID of the service offering for the virtual machine",
+            ),
+            param(
+                "details",
+                T::Map,
+                "custom offering shape: details[0].cpuNumber, details[0].cpuSpeed, details[0].memory",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -266,10 +454,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         params: &[
             VM_ID,
             param("displayname", T::String, "user generated name"),
-            param("name", T::String, "new host name of the vm (the VM must be stopped)"),
+            param(
+                "name",
+                T::String,
+                "new host name of the vm (the VM must be stopped)",
+            ),
             param("group", T::String, "group of the virtual machine"),
-            param("haenable", T::Boolean, "true if high-availability is enabled for the virtual machine"),
-            param("userdata", T::String, "an optional binary data that can be sent to the virtual machine (base64)"),
+            param(
+                "haenable",
+                T::Boolean,
+                "true if high-availability is enabled for the virtual machine",
+            ),
+            param(
+                "userdata",
+                T::String,
+                "an optional binary data that can be sent to the virtual machine (base64)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -296,7 +496,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Attempts Migration of a VM to a different host.",
         params: &[
             required("virtualmachineid", T::Uuid, "the ID of the virtual machine"),
-            param("hostid", T::Uuid, "Destination Host ID to migrate VM to (default: the first other host with capacity)"),
+            param(
+                "hostid",
+                T::Uuid,
+                "Destination Host ID to migrate VM to (default: the first other host with capacity)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: VM_FIELDS,
@@ -310,9 +514,21 @@ pub const COMMANDS: &[CommandSpec] = &[
         roles: Roles::ADMIN,
         description: "Configures the simulator hypervisor: make the next commands of one kind fail, fail with a probability, or wait.",
         params: &[
-            required("name", T::String, "the agent command: StartCommand, StopCommand, RebootCommand, DestroyCommand, MigrateCommand, ScaleVmCommand, AttachCommand, DettachCommand, ResizeVolumeCommand, CreateSnapshotCommand, CreateVMSnapshotCommand, RevertToVMSnapshotCommand, DeleteVMSnapshotCommand"),
-            required("value", T::String, "result:fail (with count: the next N fail), probability:P (percent), wait:MS (latency), or clear"),
-            param("count", T::Integer, "how many of the next commands fail (result:fail; default 1)"),
+            required(
+                "name",
+                T::String,
+                "the agent command: StartCommand, StopCommand, RebootCommand, DestroyCommand, MigrateCommand, ScaleVmCommand, AttachCommand, DettachCommand, ResizeVolumeCommand, CreateSnapshotCommand, CreateVMSnapshotCommand, RevertToVMSnapshotCommand, DeleteVMSnapshotCommand",
+            ),
+            required(
+                "value",
+                T::String,
+                "result:fail (with count: the next N fail), probability:P (percent), wait:MS (latency), or clear",
+            ),
+            param(
+                "count",
+                T::Integer,
+                "how many of the next commands fail (result:fail; default 1)",
+            ),
         ],
         inherits: Inherits::Nothing,
         response: super::SUCCESS_FIELDS,
@@ -336,13 +552,22 @@ pub fn vm_json(state: &State, row: &VmRow) -> Value {
     };
     put("id", json!(f.vm_id));
     put("name", json!(f.name));
-    put("displayname", json!(f.display_name.as_deref().unwrap_or(&f.name)));
+    put(
+        "displayname",
+        json!(f.display_name.as_deref().unwrap_or(&f.name)),
+    );
     put("instancename", json!(f.instance_name));
     put("account", json!(state.identity.account_name(f.account_id)));
     put("domainid", json!(f.domain_id));
     put(
         "domain",
-        json!(state.identity.domains.get(&f.domain_id).map(|d| &d.facts.name)),
+        json!(
+            state
+                .identity
+                .domains
+                .get(&f.domain_id)
+                .map(|d| &d.facts.name)
+        ),
     );
     put("created", json!(super::date(row.created)));
     put("state", json!(row.state.as_str()));
@@ -378,11 +603,13 @@ pub fn vm_json(state: &State, row: &VmRow) -> Value {
     put("serviceofferingid", json!(f.service_offering_id));
     put(
         "serviceofferingname",
-        json!(state
-            .catalog
-            .service_offerings
-            .get(&f.service_offering_id)
-            .map(|o| &o.facts.name)),
+        json!(
+            state
+                .catalog
+                .service_offerings
+                .get(&f.service_offering_id)
+                .map(|o| &o.facts.name)
+        ),
     );
     put("cpunumber", json!(f.cpu_number));
     put("cpuspeed", json!(f.cpu_speed));
@@ -399,11 +626,13 @@ pub fn vm_json(state: &State, row: &VmRow) -> Value {
     put("hypervisor", json!(f.hypervisor));
     put(
         "isdynamicallyscalable",
-        json!(state
-            .catalog
-            .service_offerings
-            .get(&f.service_offering_id)
-            .is_some_and(|o| o.facts.dynamic_scaling_enabled)),
+        json!(
+            state
+                .catalog
+                .service_offerings
+                .get(&f.service_offering_id)
+                .is_some_and(|o| o.facts.dynamic_scaling_enabled)
+        ),
     );
     if !row.ssh_keypairs.is_empty() {
         put("keypairs", json!(row.ssh_keypairs.join(",")));
@@ -417,22 +646,7 @@ pub fn vm_json(state: &State, row: &VmRow) -> Value {
     put("nic", Value::Array(nics));
     put("securitygroup", json!([]));
     put("affinitygroup", json!([]));
-    let tags: Vec<Value> = state
-        .compute
-        .tags_of(f.vm_id)
-        .into_iter()
-        .map(|t| {
-            json!({
-                "key": t.key,
-                "value": t.value,
-                "resourcetype": t.resource_type,
-                "resourceid": t.resource_id,
-                "account": state.identity.account_name(t.account_id),
-                "domainid": t.domain_id,
-            })
-        })
-        .collect();
-    put("tags", Value::Array(tags));
+    put("tags", super::tags::tags_json(state, f.vm_id));
     Value::Object(vm)
 }
 
@@ -460,11 +674,9 @@ fn nic_json(state: &State, nic: &Created<NicFacts>) -> Value {
 
 /// The `virtualmachine` reply for a VM.
 pub fn vm_reply(state: &State, vm_id: Uuid) -> Result<Reply, ApiError> {
-    let row = state
-        .compute
-        .vms
-        .get(&vm_id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find virtual machine by id {vm_id}")))?;
+    let row = state.compute.vms.get(&vm_id).ok_or_else(|| {
+        ApiError::invalid_param(format!("Unable to find virtual machine by id {vm_id}"))
+    })?;
     Ok(Reply::Object {
         key: "virtualmachine",
         value: vm_json(state, row),
@@ -476,11 +688,9 @@ pub fn vm_reply(state: &State, vm_id: Uuid) -> Result<Reply, ApiError> {
 
 /// The VM with this id, if the caller may act on it.
 fn accessible<'a>(state: &'a State, call: &Call, id: Uuid) -> Result<&'a VmRow, ApiError> {
-    let row = state
-        .compute
-        .vms
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find virtual machine by id {id}")))?;
+    let row = state.compute.vms.get(&id).ok_or_else(|| {
+        ApiError::invalid_param(format!("Unable to find virtual machine by id {id}"))
+    })?;
     if !call
         .caller
         .may_access(state, row.facts.account_id, row.facts.domain_id)
@@ -532,9 +742,15 @@ fn shape(
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| {
-                v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ApiError::invalid_param(format!("details {name} must be a positive number, not {v}"))
-                })
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ApiError::invalid_param(format!(
+                            "details {name} must be a positive number, not {v}"
+                        ))
+                    })
             })
             .transpose()
     };
@@ -552,42 +768,27 @@ fn shape(
     let speed = pick(offering.cpu_speed.map(u64::from), "cpuSpeed")?;
     let memory = pick(offering.memory, "memory")?;
     let cpu = u32::try_from(cpu).map_err(|_| ApiError::invalid_param("cpuNumber is too large"))?;
-    let speed = u32::try_from(speed).map_err(|_| ApiError::invalid_param("cpuSpeed is too large"))?;
+    let speed =
+        u32::try_from(speed).map_err(|_| ApiError::invalid_param("cpuSpeed is too large"))?;
     Ok((cpu, speed, memory))
 }
 
-fn service_offering<'a>(
-    state: &'a State,
+fn service_offering(
+    state: &State,
     id: Uuid,
-) -> Result<&'a engine::event::infrastructure::ServiceOfferingFacts, ApiError> {
+) -> Result<&engine::event::infrastructure::ServiceOfferingFacts, ApiError> {
     state
         .catalog
         .service_offerings
         .get(&id)
         .map(|o| &o.facts)
         .filter(|o| o.system_vm_type.is_none())
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find service offering by id {id}")))
-}
-
-/// A job whose reply is ready as soon as its events are in (no hypervisor involved).
-fn immediate(
-    render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
-) -> Box<dyn FnOnce(JobRun) -> futures::future::BoxFuture<'static, Result<Reply, ApiError>> + Send>
-{
-    Box::new(move |job: JobRun| {
-        Box::pin(async move {
-            let state = job.ctx.models.read();
-            render(&state)
+        .ok_or_else(|| {
+            ApiError::invalid_param(format!("Unable to find service offering by id {id}"))
         })
-    })
 }
 
-fn work(
-    vm_id: Uuid,
-    event_type: &'static str,
-    description: String,
-    run: Box<dyn FnOnce(JobRun) -> futures::future::BoxFuture<'static, Result<Reply, ApiError>> + Send>,
-) -> AsyncWork {
+fn work(vm_id: Uuid, event_type: &'static str, description: String, run: JobTask) -> AsyncWork {
     AsyncWork {
         instance_type: Some("VirtualMachine"),
         instance_id: Some(vm_id),
@@ -632,7 +833,10 @@ async fn driver_job(
 /// A driver command's request: the action's event in state `Started`, correlated with the job
 /// that waits for it.
 fn request(call: &Call, job_id: Uuid, command_id: Uuid, body: EventBody) -> NewEvent {
-    let mut event = call.event(body).correlated_with(job_id).state(EventState::Started);
+    let mut event = call
+        .event(body)
+        .correlated_with(job_id)
+        .state(EventState::Started);
     event.id = command_id;
     event
 }
@@ -753,17 +957,18 @@ fn decide_deploy(
     command_id: Uuid,
 ) -> Result<Vec<NewEvent>, ApiError> {
     let (account_id, domain_id) = allocation::owner(call, state)?;
-    let zone = state
-        .catalog
-        .zones
-        .get(&plan.zone_id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find zone by id {}", plan.zone_id)))?;
+    let zone = state.catalog.zones.get(&plan.zone_id).ok_or_else(|| {
+        ApiError::invalid_param(format!("Unable to find zone by id {}", plan.zone_id))
+    })?;
     let template = state
         .storage
         .templates
         .get(&plan.template_id)
         .ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find template by id {}", plan.template_id))
+            ApiError::invalid_param(format!(
+                "Unable to find template by id {}",
+                plan.template_id
+            ))
         })?;
     if !template.facts.is_public
         && !template.facts.is_featured
@@ -786,10 +991,7 @@ fn decide_deploy(
     let offering = service_offering(state, plan.offering_id)?;
     let (cpu_number, cpu_speed, memory) = shape(call, offering)?;
 
-    let account_name = state
-        .identity
-        .account_name(account_id)
-        .unwrap_or_default();
+    let account_name = state.identity.account_name(account_id).unwrap_or_default();
     let short = |id: Uuid| id.simple().to_string()[..8].to_owned();
     let name: CompactString = match &plan.name {
         Some(n) => n.as_str().into(),
@@ -802,9 +1004,10 @@ fn decide_deploy(
     }
     let mut keypair_names = Vec::new();
     for k in &plan.keypairs {
-        let found = state.compute.keypairs.values().any(|kp| {
-            kp.facts.account_id == account_id && kp.facts.name.eq_ignore_ascii_case(k)
-        });
+        let found =
+            state.compute.keypairs.values().any(|kp| {
+                kp.facts.account_id == account_id && kp.facts.name.eq_ignore_ascii_case(k)
+            });
         if !found {
             return Err(ApiError::invalid_param(format!(
                 "A key pair with name '{k}' was not found for account {account_name}"
@@ -829,11 +1032,9 @@ fn decide_deploy(
     let data_disk = match plan.disk_offering_id {
         None => None,
         Some(id) => {
-            let d = state
-                .catalog
-                .disk_offerings
-                .get(&id)
-                .ok_or_else(|| ApiError::invalid_param(format!("Unable to find disk offering by id {id}")))?;
+            let d = state.catalog.disk_offerings.get(&id).ok_or_else(|| {
+                ApiError::invalid_param(format!("Unable to find disk offering by id {id}"))
+            })?;
             let size = match (d.facts.disk_size, plan.data_disk_gb) {
                 (Some(size), _) => size,
                 (None, Some(gb)) => gb * GIB,
@@ -908,11 +1109,9 @@ fn decide_deploy(
     // The NIC: on the given network, or the account's default network (created on first need).
     let network = match plan.network_ids.first() {
         Some(id) => {
-            let n = state
-                .compute
-                .networks
-                .get(id)
-                .ok_or_else(|| ApiError::invalid_param(format!("Unable to find network by id {id}")))?;
+            let n = state.compute.networks.get(id).ok_or_else(|| {
+                ApiError::invalid_param(format!("Unable to find network by id {id}"))
+            })?;
             if n.facts.account_id != account_id
                 && !call
                     .caller
@@ -992,17 +1191,21 @@ fn decide_deploy(
         disk_offering_id,
         template_id,
     };
-    events.push(call.event(EventBody::Volume(VolumeEvent::Create(VolumeCreated {
-        volume: volume(VolumeType::Root, root_size, None, Some(plan.template_id)),
-        vm_id: Some(plan.vm_id),
-        snapshot_id: None,
-    }))));
-    if let Some((offering, size)) = data_disk {
-        events.push(call.event(EventBody::Volume(VolumeEvent::Create(VolumeCreated {
-            volume: volume(VolumeType::DataDisk, size, Some(offering), None),
+    events.push(
+        call.event(EventBody::Volume(VolumeEvent::Create(VolumeCreated {
+            volume: volume(VolumeType::Root, root_size, None, Some(plan.template_id)),
             vm_id: Some(plan.vm_id),
             snapshot_id: None,
-        }))));
+        }))),
+    );
+    if let Some((offering, size)) = data_disk {
+        events.push(
+            call.event(EventBody::Volume(VolumeEvent::Create(VolumeCreated {
+                volume: volume(VolumeType::DataDisk, size, Some(offering), None),
+                vm_id: Some(plan.vm_id),
+                snapshot_id: None,
+            }))),
+        );
     }
     let nic = NicFacts {
         nic_id: Uuid::new_v4(),
@@ -1021,18 +1224,20 @@ fn decide_deploy(
         ..nic
     };
     events.push(call.event(EventBody::Nic(NicEvent::Create(nic.clone()))));
-    events.push(call.event(EventBody::NetworkOffering(
-        NetworkOfferingEvent::Assign(NetworkOfferingAssignment {
-            vm_id: plan.vm_id,
-            nic_id: nic.nic_id,
-            network_id: network.network_id,
-            network_offering_id: network.network_offering_id,
-            account_id,
-            domain_id,
-            zone_id: plan.zone_id,
-            is_default: true,
-        }),
-    )));
+    events.push(
+        call.event(EventBody::NetworkOffering(NetworkOfferingEvent::Assign(
+            NetworkOfferingAssignment {
+                vm_id: plan.vm_id,
+                nic_id: nic.nic_id,
+                network_id: network.network_id,
+                network_offering_id: network.network_offering_id,
+                account_id,
+                domain_id,
+                zone_id: plan.zone_id,
+                is_default: true,
+            },
+        ))),
+    );
     if let Some(host_id) = host_id {
         events.push(request(
             call,
@@ -1078,7 +1283,7 @@ async fn deploy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let run = if plan.start {
         jobs::after_command(command_id, move |state| vm_reply(state, vm_id))
     } else {
-        immediate(move |state| vm_reply(state, vm_id))
+        jobs::immediate(move |state| vm_reply(state, vm_id))
     };
     jobs::submit_as(
         ctx,
@@ -1151,7 +1356,11 @@ async fn list(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 && group.is_none_or(|g| vm.group.as_deref() == Some(g))
                 && keyword_matches(
                     keyword,
-                    &[&f.name, f.display_name.as_deref().unwrap_or_default(), vm.state.as_str()],
+                    &[
+                        &f.name,
+                        f.display_name.as_deref().unwrap_or_default(),
+                        vm.state.as_str(),
+                    ],
                 )
         })
         .collect();
@@ -1183,7 +1392,7 @@ async fn start(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     if running {
         // Starting a running VM changes nothing, as in CloudStack.
         let description = format!("starting VM {name}");
-        let run = immediate(move |s| vm_reply(s, id));
+        let run = jobs::immediate(move |s| vm_reply(s, id));
         return jobs::submit(ctx, call, work(id, "VM.START", description, run)).await;
     }
     driver_job(ctx, call, id, "VM.START", format!("starting VM {name}"), |state| {
@@ -1222,34 +1431,48 @@ async fn stop(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     };
     if stopped {
         let description = format!("stopping VM {name}");
-        let run = immediate(move |s| vm_reply(s, id));
+        let run = jobs::immediate(move |s| vm_reply(s, id));
         return jobs::submit(ctx, call, work(id, "VM.STOP", description, run)).await;
     }
-    driver_job(ctx, call, id, "VM.STOP", format!("stopping VM {name}"), |state| {
-        let row = accessible(state, call, id)?;
-        if row.state != VmState::Running {
-            return Err(wrong_state(row, "stop"));
-        }
-        Ok(EventBody::Vm(VmEvent::Stop(VmStopped {
-            vm: row.facts.clone(),
-            forced,
-        })))
-    })
+    driver_job(
+        ctx,
+        call,
+        id,
+        "VM.STOP",
+        format!("stopping VM {name}"),
+        |state| {
+            let row = accessible(state, call, id)?;
+            if row.state != VmState::Running {
+                return Err(wrong_state(row, "stop"));
+            }
+            Ok(EventBody::Vm(VmEvent::Stop(VmStopped {
+                vm: row.facts.clone(),
+                forced,
+            })))
+        },
+    )
     .await
 }
 
 async fn reboot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let name = vm_name(ctx, call, id)?;
-    driver_job(ctx, call, id, "VM.REBOOT", format!("rebooting VM {name}"), |state| {
-        let row = accessible(state, call, id)?;
-        if row.state != VmState::Running {
-            return Err(wrong_state(row, "reboot"));
-        }
-        Ok(EventBody::Vm(VmEvent::Reboot(VmLifecycle {
-            vm: row.facts.clone(),
-        })))
-    })
+    driver_job(
+        ctx,
+        call,
+        id,
+        "VM.REBOOT",
+        format!("rebooting VM {name}"),
+        |state| {
+            let row = accessible(state, call, id)?;
+            if row.state != VmState::Running {
+                return Err(wrong_state(row, "reboot"));
+            }
+            Ok(EventBody::Vm(VmEvent::Reboot(VmLifecycle {
+                vm: row.facts.clone(),
+            })))
+        },
+    )
     .await
 }
 
@@ -1271,7 +1494,10 @@ async fn destroy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     ctx.decide(ALLOCATION, |state| {
         let row = accessible(state, call, id)?;
         if matches!(row.state, VmState::Destroyed)
-            || !matches!(row.state, VmState::Running | VmState::Stopped | VmState::Error)
+            || !matches!(
+                row.state,
+                VmState::Running | VmState::Stopped | VmState::Error
+            )
         {
             return Err(wrong_state(row, "destroy"));
         }
@@ -1316,16 +1542,21 @@ async fn recover(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         }
         let f = &row.facts;
         check_limit(state, f.account_id, ResourceType::UserVm, 1)?;
-        check_limit(state, f.account_id, ResourceType::Cpu, i64::from(f.cpu_number))?;
+        check_limit(
+            state,
+            f.account_id,
+            ResourceType::Cpu,
+            i64::from(f.cpu_number),
+        )?;
         check_limit(
             state,
             f.account_id,
             ResourceType::Memory,
             i64::try_from(f.memory).unwrap_or(i64::MAX),
         )?;
-        Ok(vec![call.event(EventBody::Vm(VmEvent::Recover(VmLifecycle {
-            vm: f.clone(),
-        })))])
+        Ok(vec![call.event(EventBody::Vm(VmEvent::Recover(
+            VmLifecycle { vm: f.clone() },
+        )))])
     })
     .await?;
     vm_reply(&ctx.models.read(), id)
@@ -1345,27 +1576,31 @@ async fn expunge(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         }
         row.facts.name.clone()
     };
-    let run: Box<dyn FnOnce(JobRun) -> futures::future::BoxFuture<'static, Result<Reply, ApiError>> + Send> =
-        Box::new(move |job: JobRun| {
-            Box::pin(async move {
-                job.ctx
-                    .decide(ALLOCATION, |state| {
-                        let Some(row) = state.compute.vms.get(&id) else {
-                            return Ok(vec![]);
-                        };
-                        if row.state != VmState::Destroyed {
-                            return Err(wrong_state(row, "expunge"));
-                        }
-                        Ok(expunge_events(state, id)
-                            .into_iter()
-                            .map(|body| job.event(body))
-                            .collect())
-                    })
-                    .await?;
-                Ok(Reply::success())
-            })
-        });
-    jobs::submit(ctx, call, work(id, "VM.EXPUNGE", format!("expunging VM {name}"), run)).await
+    let run: JobTask = Box::new(move |job: JobRun| {
+        Box::pin(async move {
+            job.ctx
+                .decide(ALLOCATION, |state| {
+                    let Some(row) = state.compute.vms.get(&id) else {
+                        return Ok(vec![]);
+                    };
+                    if row.state != VmState::Destroyed {
+                        return Err(wrong_state(row, "expunge"));
+                    }
+                    Ok(expunge_events(state, id)
+                        .into_iter()
+                        .map(|body| job.event(body))
+                        .collect())
+                })
+                .await?;
+            Ok(Reply::success())
+        })
+    });
+    jobs::submit(
+        ctx,
+        call,
+        work(id, "VM.EXPUNGE", format!("expunging VM {name}"), run),
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1459,7 +1694,12 @@ async fn scale(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         return jobs::submit(
             ctx,
             call,
-            work(id, "VM.UPGRADE", format!("scaling VM {name}"), immediate(move |s| vm_reply(s, id))),
+            work(
+                id,
+                "VM.UPGRADE",
+                format!("scaling VM {name}"),
+                jobs::immediate(move |s| vm_reply(s, id)),
+            ),
         )
         .await;
     }
@@ -1476,6 +1716,20 @@ async fn scale(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             )));
         }
         let (vm, change) = reshaped(state, call, row, offering_id)?;
+        // CloudStack only scales a running VM up: no value may shrink, and one must grow
+        // (UserVmManagerImpl.upgradeRunningVirtualMachine); shrinking needs a stopped VM.
+        let (old, new) = (&row.facts, &vm);
+        if new.cpu_speed < old.cpu_speed
+            || new.memory < old.memory
+            || new.cpu_number < old.cpu_number
+            || (new.cpu_speed, new.memory, new.cpu_number)
+                == (old.cpu_speed, old.memory, old.cpu_number)
+        {
+            return Err(ApiError::invalid_param(format!(
+                "Only scaling up the vm is supported, new service offering(speed={},cpu={},memory=,{}) should have at least one value(cpu/ram) greater than old value and no resource value less than older(speed={},cpu={},memory=,{})",
+                new.cpu_speed, new.cpu_number, new.memory, old.cpu_speed, old.cpu_number, old.memory
+            )));
+        }
         let host = row
             .host_id
             .ok_or_else(|| ApiError::internal(format!("running VM {id} has no host")))?;
@@ -1529,12 +1783,14 @@ async fn update(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         if let Some(d) = call.str("displayname") {
             vm.display_name = Some(d.into());
         }
-        Ok(vec![call.event(EventBody::Vm(VmEvent::Update(VmUpdated {
-            vm,
-            user_data: call.str("userdata").map(str::to_owned),
-            group: call.str("group").map(Into::into),
-            ha_enabled: call.bool_opt("haenable"),
-        })))])
+        Ok(vec![call.event(EventBody::Vm(VmEvent::Update(
+            VmUpdated {
+                vm,
+                user_data: call.str("userdata").map(str::to_owned),
+                group: call.str("group").map(Into::into),
+                ha_enabled: call.bool_opt("haenable"),
+            },
+        )))])
     })
     .await?;
     vm_reply(&ctx.models.read(), id)
@@ -1553,42 +1809,46 @@ async fn reset_password(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         }
         row.facts.name.clone()
     };
-    let run: Box<dyn FnOnce(JobRun) -> futures::future::BoxFuture<'static, Result<Reply, ApiError>> + Send> =
-        Box::new(move |job: JobRun| {
-            Box::pin(async move {
-                job.ctx
-                    .decide(ALLOCATION, |state| {
-                        let Some(row) = state.compute.vms.get(&id) else {
-                            return Err(ApiError::invalid_param(format!(
-                                "Unable to find virtual machine by id {id}"
-                            )));
-                        };
-                        Ok(vec![job.event(EventBody::Vm(VmEvent::ResetPassword(
-                            VmLifecycle {
-                                vm: row.facts.clone(),
-                            },
-                        )))])
-                    })
-                    .await?;
-                let password = engine::secrets::generate_session_key()
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(12)
-                    .collect::<String>();
-                let state = job.ctx.models.read();
-                let mut reply = vm_reply(&state, id)?;
-                if let Reply::Object { value, .. } = &mut reply
-                    && let Some(object) = value.as_object_mut()
-                {
-                    object.insert("password".into(), json!(password));
-                }
-                Ok(reply)
-            })
-        });
+    let run: JobTask = Box::new(move |job: JobRun| {
+        Box::pin(async move {
+            job.ctx
+                .decide(ALLOCATION, |state| {
+                    let Some(row) = state.compute.vms.get(&id) else {
+                        return Err(ApiError::invalid_param(format!(
+                            "Unable to find virtual machine by id {id}"
+                        )));
+                    };
+                    Ok(vec![job.event(EventBody::Vm(VmEvent::ResetPassword(
+                        VmLifecycle {
+                            vm: row.facts.clone(),
+                        },
+                    )))])
+                })
+                .await?;
+            let password = engine::secrets::generate_session_key()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(12)
+                .collect::<String>();
+            let state = job.ctx.models.read();
+            let mut reply = vm_reply(&state, id)?;
+            if let Reply::Object { value, .. } = &mut reply
+                && let Some(object) = value.as_object_mut()
+            {
+                object.insert("password".into(), json!(password));
+            }
+            Ok(reply)
+        })
+    });
     jobs::submit(
         ctx,
         call,
-        work(id, "VM.RESETPASSWORD", format!("resetting the password of VM {name}"), run),
+        work(
+            id,
+            "VM.RESETPASSWORD",
+            format!("resetting the password of VM {name}"),
+            run,
+        ),
     )
     .await
 }
@@ -1597,20 +1857,26 @@ async fn migrate(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("virtualmachineid")?;
     let chosen = call.uuid("hostid")?;
     let name = vm_name(ctx, call, id)?;
-    driver_job(ctx, call, id, "VM.MIGRATE", format!("migrating VM {name}"), |state| {
-        let row = accessible(state, call, id)?;
-        if row.state != VmState::Running {
-            return Err(ApiError::invalid_param(format!(
-                "VM {} is not Running, unable to migrate the vm (it is {})",
-                row.facts.name,
-                row.state.as_str()
-            )));
-        }
-        let from = row
-            .host_id
-            .ok_or_else(|| ApiError::internal(format!("running VM {id} has no host")))?;
-        let (cpu, mem) = size_of(&row.facts);
-        let to = match chosen {
+    driver_job(
+        ctx,
+        call,
+        id,
+        "VM.MIGRATE",
+        format!("migrating VM {name}"),
+        |state| {
+            let row = accessible(state, call, id)?;
+            if row.state != VmState::Running {
+                return Err(ApiError::invalid_param(format!(
+                    "VM {} is not Running, unable to migrate the vm (it is {})",
+                    row.facts.name,
+                    row.state.as_str()
+                )));
+            }
+            let from = row
+                .host_id
+                .ok_or_else(|| ApiError::internal(format!("running VM {id} has no host")))?;
+            let (cpu, mem) = size_of(&row.facts);
+            let to = match chosen {
             Some(host) => {
                 let h = state.infrastructure.hosts.get(&host).ok_or_else(|| {
                     ApiError::invalid_param(format!("Unable to find host by id {host}"))
@@ -1648,12 +1914,13 @@ async fn migrate(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                     ))
                 })?,
         };
-        Ok(EventBody::Vm(VmEvent::Migrate(VmMigrated {
-            vm: row.facts.clone(),
-            from_host_id: Some(from),
-            to_host_id: to,
-        })))
-    })
+            Ok(EventBody::Vm(VmEvent::Migrate(VmMigrated {
+                vm: row.facts.clone(),
+                from_host_id: Some(from),
+                to_host_id: to,
+            })))
+        },
+    )
     .await
 }
 
@@ -1682,11 +1949,9 @@ async fn configure_simulator(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> 
             ctx.simulator.fail_next(kind, count);
         }
         "probability" => {
-            let p: u8 = arg
-                .parse()
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| ApiError::invalid_param("probability:P needs P between 0 and 100"))?;
+            let p: u8 = arg.parse().ok().filter(|p| *p <= 100).ok_or_else(|| {
+                ApiError::invalid_param("probability:P needs P between 0 and 100")
+            })?;
             ctx.simulator.fail_with_probability(kind, p);
         }
         "wait" => {

@@ -20,14 +20,25 @@ pub struct Server {
     temp_dir: tempfile::TempDir,
 }
 
+// Each test binary uses its own part of this harness.
+#[allow(dead_code)]
 impl Server {
     pub async fn start(clock: ClockChoice) -> Server {
+        Server::start_with(clock, false).await
+    }
+
+    /// A server seeded with the demo zone, offerings, hosts and template (`serve --demo`).
+    pub async fn start_demo() -> Server {
+        Server::start_with(ClockChoice::System, true).await
+    }
+
+    async fn start_with(clock: ClockChoice, demo: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let running = app::open(ServerOptions {
             data_dir: dir.path().to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             clock,
-            demo: false,
+            demo,
             rebuild_read_models: false,
             simulator: Default::default(),
         })

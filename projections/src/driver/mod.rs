@@ -17,7 +17,9 @@ use uuid::Uuid;
 pub use simulator::{Simulator, SimulatorConfig};
 
 /// What kind of command: failure injection and latency are configured per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum CommandKind {
     /// Boot a VM on a host.
     StartVm,
