@@ -143,6 +143,13 @@ pub fn count(state: &State, account_id: Uuid, resource: ResourceType) -> i64 {
             .values()
             .filter(move |t| t.facts.account_id == account_id)
     };
+    let isos = || {
+        state
+            .storage
+            .isos
+            .values()
+            .filter(move |i| i.facts.account_id == account_id)
+    };
     let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
     let gib = |bytes: u64| i64::try_from(bytes.div_ceil(GIB)).unwrap_or(i64::MAX);
     match resource {
@@ -157,9 +164,15 @@ pub fn count(state: &State, account_id: Uuid, resource: ResourceType) -> i64 {
             .map(|v| v.facts.size)
             .sum()),
         ResourceType::Snapshot => n(snapshots().count()),
-        ResourceType::Template => n(templates().count()),
+        // CloudStack counts ISOs as templates.
+        ResourceType::Template => n(templates().count() + isos().count()),
         ResourceType::SecondaryStorage => gib(snapshots().map(|s| s.facts.size).sum::<u64>()
-            + templates().map(|t| t.facts.size).sum::<u64>()
+            + templates()
+                .map(|t| t.facts.size * t.zones.len().max(1) as u64)
+                .sum::<u64>()
+            + isos()
+                .map(|i| i.facts.size * i.zones.len().max(1) as u64)
+                .sum::<u64>()
             + volumes()
                 .filter(|v| v.state == VolumeStateName::Uploaded)
                 .map(|v| v.facts.size)

@@ -383,6 +383,14 @@ pub const SETTINGS: &[Setting] = &[
         scopes: GLOBAL,
     },
     Setting {
+        name: "allow.user.expunge.recover.vm",
+        category: "Advanced",
+        description: "Whether users (not only admins) may expunge and recover their destroyed VMs",
+        default: "false",
+        kind: SettingKind::Boolean,
+        scopes: GLOBAL,
+    },
+    Setting {
         name: "vm.disk.stats.interval",
         category: "Advanced",
         description: "Interval in seconds between readings of every running VM's disk counters (0: off)",

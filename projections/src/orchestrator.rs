@@ -29,7 +29,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::State;
-use crate::driver::{HypervisorDriver, SimulatedHost};
+use crate::compute::VmState;
+use crate::driver::{DriverAction, HypervisorDriver, SimulatedHost};
 use crate::orchestration::PendingCommand;
 use crate::runner::ReadModels;
 
@@ -89,6 +90,11 @@ impl Orchestrator {
         let mut changes = self.models.changes();
         let mut known_hosts: BTreeSet<(Uuid, u32, u32, u64)> = BTreeSet::new();
         let mut last_reading: Option<Timestamp> = None;
+        // Commands already pending when the orchestrator starts run at once. Later ones wait
+        // until their job is recorded and started, so a job's rows come before its result's
+        // (a request is appended just before its job; one whose job was lost to a crash in
+        // between is pending at the next start, and runs then).
+        let mut startup: Option<BTreeSet<Uuid>> = None;
         loop {
             changes.borrow_and_update();
             let (hosts, todo, interval) = {
@@ -104,6 +110,15 @@ impl Orchestrator {
                         memory_mib: h.facts.memory,
                     })
                     .collect();
+                let startup = startup.get_or_insert_with(|| {
+                    self.adopt_running(&state);
+                    state
+                        .orchestration
+                        .pending
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .collect()
+                });
                 let in_flight = self
                     .in_flight
                     .lock()
@@ -113,6 +128,12 @@ impl Orchestrator {
                     .in_order()
                     .into_iter()
                     .filter(|c| !in_flight.contains(&c.command.id))
+                    .filter(|c| {
+                        startup.contains(&c.command.id)
+                            || c.job_id.is_none_or(|job| {
+                                state.jobs.jobs.get(&job).is_some_and(|j| j.proc_status > 0)
+                            })
+                    })
                     .cloned()
                     .collect();
                 let interval = state.configuration.global_i64("vm.disk.stats.interval");
@@ -146,6 +167,35 @@ impl Orchestrator {
                 }
                 () = tokio::time::sleep(IDLE_WAKE) => {}
             }
+        }
+    }
+
+    /// Tells the driver about the VMs the log says run (after a restart the simulator starts
+    /// empty). VMs still `Starting` are not adopted: their start command is re-issued.
+    fn adopt_running(&self, state: &State) {
+        for vm in state.compute.vms.values() {
+            let Some(host_id) = vm.host_id else {
+                continue;
+            };
+            if !matches!(
+                vm.state,
+                VmState::Running | VmState::Stopping | VmState::Migrating
+            ) {
+                continue;
+            }
+            self.driver.adopt_vm(DriverAction::StartVm {
+                vm_id: vm.facts.vm_id,
+                host_id,
+                cpu_number: vm.facts.cpu_number,
+                cpu_speed: vm.facts.cpu_speed,
+                memory_mib: vm.facts.memory,
+                volume_ids: state
+                    .storage
+                    .volumes_of(vm.facts.vm_id)
+                    .iter()
+                    .map(|v| v.facts.volume_id)
+                    .collect(),
+            });
         }
     }
 

@@ -437,24 +437,68 @@ def test_536_delete_domain_without_cleanup_when_it_holds_an_account(server, api)
     assert api.listDomains(id=domain["id"])["count"] == 1
 
 
-_LIMIT_SKIPS = {
-    532: "no command of this issue can exceed a resource limit (532, AccountLimit 4280): "
-         "resource limits and the commands that consume them (deployVirtualMachine, createVolume, "
-         "associateIpAddress) do not exist yet",
-    533: "no command of this issue can run out of capacity (533, InsufficientCapacity 4325): "
-         "there is no VM or volume allocation yet",
-    534: "no command of this issue can find a resource unavailable (534, ResourceUnavailable "
-         "4380): there are no hosts, VMs or storage yet",
-    535: "no command of this issue allocates a resource that can fail (535, ResourceAllocation "
-         "4370): there is no IP, network or VM allocation yet",
-    537: "no command of this issue creates network rules (537, network rule conflict): "
-         "createFirewallRule/createPortForwardingRule do not exist yet",
+_NETWORKING_SKIPS = {
+    535: "no command yet allocates a resource that can fail with 535 (ResourceAllocation 4370): "
+         "public IP and network allocation arrive with the Networking issue",
+    537: "no command yet creates network rules (537, network rule conflict): "
+         "createFirewallRule/createPortForwardingRule arrive with the Networking issue",
 }
 
 
-@pytest.mark.parametrize("code", sorted(_LIMIT_SKIPS))
+@pytest.mark.parametrize("code", sorted(_NETWORKING_SKIPS))
 def test_error_codes_no_command_can_trigger_yet(code):
-    pytest.skip(_LIMIT_SKIPS[code])
+    pytest.skip(_NETWORKING_SKIPS[code])
+
+
+def _demo_deploy_params(api):
+    zone = api.listZones()["zone"][0]
+    template = api.listTemplates(templatefilter="featured")["template"][0]
+    small = [o for o in api.listServiceOfferings()["serviceoffering"] if o["name"] == "Small Instance"][0]
+    return dict(zoneid=zone["id"], templateid=template["id"], serviceofferingid=small["id"])
+
+
+def test_532_deploy_beyond_the_account_vm_limit(server, api, root_domain_id):
+    account, _user, client = new_user(server, api)
+    api.updateResourceLimit(resourcetype=0, max=0, account=account["name"], domainid=root_domain_id)
+    with pytest.raises(cs.CloudStackApiException) as excinfo:
+        client.deployVirtualMachine(startvm=False, **_demo_deploy_params(api))
+    assert "user_vm" in api_error(excinfo, 532, 4280)
+    assert client.listVirtualMachines().get("count", 0) == 0
+
+
+def test_533_deploy_on_a_host_without_room(server, api):
+    params = _demo_deploy_params(api)
+    custom = [api.createServiceOffering(name=unique("custom"), displaytext="any shape")["serviceoffering"]]
+    assert custom[0]["iscustomized"] is True, custom
+    account, _user, client = new_user(server, api)
+    for resource in (8, 9):  # no CPU or memory limit: the hosts' capacity is what refuses
+        api.updateResourceLimit(resourcetype=resource, max=-1, account=account["name"],
+                                domainid=account["domainid"])
+    params["serviceofferingid"] = custom[0]["id"]
+    with pytest.raises(cs.CloudStackApiException) as excinfo:
+        client.deployVirtualMachine(**{"details[0].cpuNumber": "64", "details[0].cpuSpeed": "2000",
+                                       "details[0].memory": "1024"}, **params)
+    api_error(excinfo, 533, 4325)
+    assert client.listVirtualMachines().get("count", 0) == 0
+
+
+def test_534_a_failed_hypervisor_command_fails_the_job(server, api):
+    _account, _user, client = new_user(server, api)
+    api.configureSimulator(name="StartCommand", value="result:fail", count=1)
+    try:
+        answer = client.deployVirtualMachine(**_demo_deploy_params(api))
+        job = eventually(
+            lambda: (lambda j: j if j["jobstatus"] != 0 else None)(
+                client.queryAsyncJobResult(jobid=answer["jobid"])),
+            "the deploy job to finish",
+        )
+    finally:
+        api.configureSimulator(name="StartCommand", value="clear")
+    assert job["jobstatus"] == 2, job
+    assert job["jobresultcode"] == 534, job
+    assert "Simulated failure of StartCommand" in job["jobresult"]["errortext"], job
+    [vm] = client.listVirtualMachines(id=answer["id"])["virtualmachine"]
+    assert vm["state"] == "Error"
 
 
 # --------------------------------------------------------------------------------------------

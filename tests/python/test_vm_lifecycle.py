@@ -79,6 +79,40 @@ def disk_offerings(api):
     return {o["name"]: o for o in api.listDiskOfferings()["diskoffering"]}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def users_may_expunge(api):
+    """The tests below let users expunge their VMs, as an operator allows with
+    `allow.user.expunge.recover.vm` (CloudStack's default, false, is tested on its own)."""
+    api.updateConfiguration(name="allow.user.expunge.recover.vm", value="true")
+    yield
+    api.updateConfiguration(name="allow.user.expunge.recover.vm", value="false")
+
+
+def test_users_may_not_expunge_or_recover_by_default(server, api, zone, template, offerings, reap):
+    api.updateConfiguration(name="allow.user.expunge.recover.vm", value="false")
+    try:
+        assert api.listCapabilities()["capability"]["allowuserexpungerecovervm"] is False
+        _account, _user, client = new_user(server, api)
+        vm = client.deployVirtualMachine(
+            zoneid=zone["id"], templateid=template["id"],
+            serviceofferingid=offerings["Small Instance"]["id"], startvm=False,
+            fetch_result=True,
+        )["virtualmachine"]
+        reap.append(vm["id"])
+        with pytest.raises(cs.CloudStackException) as excinfo:
+            client.destroyVirtualMachine(id=vm["id"], expunge=True, fetch_result=True)
+        assert "allow.user.expunge.recover.vm" in api_error(excinfo, 531)
+        client.destroyVirtualMachine(id=vm["id"], fetch_result=True)
+        for command in ("recoverVirtualMachine", "expungeVirtualMachine"):
+            with pytest.raises(cs.CloudStackException) as excinfo:
+                getattr(client, command)(id=vm["id"], fetch_result=True)
+            api_error(excinfo, 531)
+        # The admin may, whatever the setting.
+        assert api.recoverVirtualMachine(id=vm["id"])["virtualmachine"]["state"] == "Stopped"
+    finally:
+        api.updateConfiguration(name="allow.user.expunge.recover.vm", value="true")
+
+
 @pytest.fixture
 def reap(server, api):
     """VM ids to destroy with expunge at the end of the test, whatever happened."""
@@ -382,12 +416,6 @@ def test_full_lifecycle_and_its_events(
     assert completed == steps, completed
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="server bug: a driver result can be appended before its job's Scheduled event "
-    "(the request is decided before jobs::submit_as records the job), so the Completed row "
-    "has no parentid and is listed before Scheduled",
-)
 def test_driver_results_are_linked_to_their_job(server, api, commands, zone, template,
                                                 offerings, reap):
     require(commands, "deployVirtualMachine", "stopVirtualMachine", "startVirtualMachine",
@@ -923,13 +951,6 @@ def test_jobs_waiting_for_the_hypervisor_survive_a_sigkill(commands):
         assert any(line.startswith("Stopped.") for line in second.output), second.output
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=cs.CloudStackApiException,
-    reason="server bug: the simulator starts empty at every start (Simulator::new in "
-    "app::open) and is not told which VMs already run, so reboot/scale/migrate of a VM that "
-    "was Running before a restart fail with 534 'vm ... is not running on the simulator'",
-)
 def test_vms_running_before_a_restart_are_managed_after_it(commands):
     require(commands, "deployVirtualMachine", "rebootVirtualMachine", "scaleVirtualMachine",
             "stopVirtualMachine", "startVirtualMachine", "migrateVirtualMachine")
@@ -957,6 +978,6 @@ def test_vms_running_before_a_restart_are_managed_after_it(commands):
         assert client.stopVirtualMachine(id=b["id"])["virtualmachine"]["state"] == "Stopped"
         assert client.startVirtualMachine(id=b["id"])["virtualmachine"]["state"] == "Running"
         for vm in vms:
-            client.destroyVirtualMachine(id=vm["id"], expunge=True)
+            admin.destroyVirtualMachine(id=vm["id"], expunge=True)
         assert client.listVirtualMachines().get("count", 0) == 0
         assert stop_server(second) == 0

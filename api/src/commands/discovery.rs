@@ -202,7 +202,7 @@ async fn list_capabilities(ctx: &Ctx, _call: &Call) -> Result<Reply, ApiError> {
             "customdiskofferingminsize": 1,
             "customdiskofferingmaxsize": 1024,
             "allowuserviewdestroyedvm": false,
-            "allowuserexpungerecovervm": false,
+            "allowuserexpungerecovervm": config.global_bool("allow.user.expunge.recover.vm"),
         }),
     })
 }

@@ -703,6 +703,21 @@ fn accessible<'a>(state: &'a State, call: &Call, id: Uuid) -> Result<&'a VmRow, 
     Ok(row)
 }
 
+/// Refuses (531) a user's expunge or recover unless `allow.user.expunge.recover.vm` is set,
+/// as CloudStack does.
+fn may_expunge_or_recover(state: &State, call: &Call, what: &str) -> Result<(), ApiError> {
+    if call.caller.role == crate::registry::Role::User
+        && !state
+            .configuration
+            .global_bool("allow.user.expunge.recover.vm")
+    {
+        return Err(ApiError::permission_denied(format!(
+            "Parameter {what} can be passed by Admin only. Or when the allow.user.expunge.recover.vm key is set."
+        )));
+    }
+    Ok(())
+}
+
 fn wrong_state(row: &VmRow, action: &str) -> ApiError {
     ApiError::invalid_param(format!(
         "Unable to {action} virtual machine {} ({}): it is {}",
@@ -1486,6 +1501,9 @@ async fn destroy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let expunge = call.flag("expunge");
     let (name, before) = {
         let state = ctx.models.read();
+        if expunge {
+            may_expunge_or_recover(&state, call, "expunge")?;
+        }
         let row = accessible(&state, call, id)?;
         (row.facts.name.clone(), vm_json(&state, row))
     };
@@ -1536,6 +1554,7 @@ async fn destroy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 async fn recover(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     ctx.decide(ALLOCATION, |state| {
+        may_expunge_or_recover(state, call, "recover")?;
         let row = accessible(state, call, id)?;
         if row.state != VmState::Destroyed {
             return Err(wrong_state(row, "recover"));
@@ -1566,6 +1585,7 @@ async fn expunge(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let name = {
         let state = ctx.models.read();
+        may_expunge_or_recover(&state, call, "expunge")?;
         let row = accessible(&state, call, id)?;
         if row.state != VmState::Destroyed {
             return Err(ApiError::invalid_param(format!(

@@ -567,7 +567,7 @@ pub fn volume_json(state: &State, row: &VolumeRow) -> Value {
         "provisioningtype": "thin",
         "displayvolume": true,
         "quiescevm": false,
-        "tags": [],
+        "tags": super::tags::tags_json(state, volume.volume_id),
     });
     merge(
         value,

@@ -318,6 +318,9 @@ pub struct DiskCounters {
 pub trait HypervisorDriver: Send + Sync + 'static {
     /// Registers (or updates the capacity of) a host. Idempotent.
     fn add_host(&self, host: SimulatedHost);
+    /// Takes over a VM that already runs (a `StartVm` that the log says succeeded before this
+    /// driver was created, such as before a server restart), without acting or checking.
+    fn adopt_vm(&self, running: DriverAction);
     /// Runs one command; the same `command.id` again returns the first outcome without acting again.
     fn execute(&self, command: DriverCommand) -> BoxFuture<'static, Result<(), DriverError>>;
     /// Current counters of every volume attached to a VM the driver runs; `elapsed_ms` is how much

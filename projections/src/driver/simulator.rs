@@ -373,6 +373,29 @@ impl HypervisorDriver for Simulator {
         self.lock().hosts.insert(host.host_id, host);
     }
 
+    fn adopt_vm(&self, running: DriverAction) {
+        if let DriverAction::StartVm {
+            vm_id,
+            host_id,
+            cpu_number,
+            cpu_speed,
+            memory_mib,
+            volume_ids,
+        } = running
+        {
+            self.lock().vms.insert(
+                vm_id,
+                RunningVm {
+                    host_id,
+                    cpu_number,
+                    cpu_speed,
+                    memory_mib,
+                    volumes: volume_ids.into_iter().collect(),
+                },
+            );
+        }
+    }
+
     /// A repeated id is answered at once with the stored outcome. A command whose id is still
     /// in flight (sleeping its latency) when the repeat arrives is not yet recorded: the repeat
     /// sleeps too, and whichever finishes first runs it; the other answers its outcome.
