@@ -144,6 +144,13 @@ def _read_lines(stream, lines: queue.Queue, seen: list):
     lines.put(None)
 
 
+def _ledgerstack(binary, *args) -> str:
+    """Runs an offline `ledgerstack` command; its stdout (fails the session on an error)."""
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=STOP_TIMEOUT)
+    assert done.returncode == 0, f"ledgerstack {' '.join(args)}: {done.returncode}\n{done.stderr}"
+    return done.stdout
+
+
 @pytest.fixture(scope="session")
 def server():
     binary = Path(os.environ.get("LEDGERSTACK_BIN", "target/debug/ledgerstack"))
@@ -202,6 +209,11 @@ def server():
         reader.join(timeout=STOP_TIMEOUT)
         assert code == 0, f"SIGTERM: exit {code}\n{srv.log_tail()}"
         assert any(line.startswith("Stopped.") for line in seen), "".join(seen)
+        # The read models the server built while the whole session ran against it equal
+        # those rebuilt from its log (DESIGN.md invariant 1).
+        live = _ledgerstack(binary, "digest", "--data-dir", str(data_dir)).split()[0]
+        rebuilt = _ledgerstack(binary, "rebuild", "--data-dir", str(data_dir))
+        assert f"digest {live}" in rebuilt, (live, rebuilt)
     finally:
         if proc.poll() is None:
             proc.kill()

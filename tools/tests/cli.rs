@@ -13,7 +13,7 @@ fn help_lists_the_subcommands() {
     let out = ledgerstack().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "admin", "bench"] {
+    for command in ["serve", "admin", "rebuild", "digest", "bench"] {
         assert!(
             text.contains(command),
             "--help does not mention {command}:\n{text}"
@@ -231,4 +231,73 @@ fn bench_api_smoke_run_answers_every_request_correctly() {
             .unwrap()
             > 0.0
     );
+}
+
+#[test]
+fn bench_lifecycle_smoke_run_cycles_vms_and_rebuilds_identically() {
+    let out = ledgerstack()
+        .args(["bench", "lifecycle", "--cycles", "12", "--clients", "2"])
+        .args(["--replay-seconds", "0.1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cycles"], 12, "{report}");
+    assert!(report["cycles_per_second"].as_f64().unwrap() > 0.0, "{report}");
+    // 12 cycles of deploy and destroy write well over a hundred events.
+    assert!(report["events"].as_u64().unwrap() > 12 * 8, "{report}");
+    assert!(report["rebuild_vs_replay"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["rebuild_digests_equal"], true, "{report}");
+}
+
+fn digest_of(dir: &std::path::Path) -> String {
+    let out = ledgerstack()
+        .args(["digest", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn rebuild_twice_gives_the_digest_of_the_live_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ledgerstack()
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    read_until_ready(&mut stdout).expect("serve --demo starts");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+
+    // The read models the server built live...
+    let live = digest_of(dir.path());
+    assert_eq!(live.len(), 64, "{live}");
+    // ... equal those rebuilt from the log, twice.
+    for _ in 0..2 {
+        let out = ledgerstack()
+            .args(["rebuild", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Rebuilt the read models from"), "{text}");
+        assert!(text.contains(&format!("digest {live}")), "{text}");
+        assert_eq!(digest_of(dir.path()), live);
+    }
 }
