@@ -247,10 +247,16 @@ fn bench_lifecycle_smoke_run_cycles_vms_and_rebuilds_identically() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["cycles"], 12, "{report}");
-    assert!(report["cycles_per_second"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["cycles_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     // 12 cycles of deploy and destroy write well over a hundred events.
     assert!(report["events"].as_u64().unwrap() > 12 * 8, "{report}");
-    assert!(report["rebuild_vs_replay"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["rebuild_vs_replay"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     assert_eq!(report["rebuild_digests_equal"], true, "{report}");
 }
 
@@ -260,9 +266,16 @@ fn digest_of(dir: &std::path::Path) -> String {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace().next().unwrap_or_default().to_owned()
+    text.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -294,7 +307,11 @@ fn rebuild_twice_gives_the_digest_of_the_live_read_models() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Rebuilt the read models from"), "{text}");
         assert!(text.contains(&format!("digest {live}")), "{text}");

@@ -15,6 +15,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub api_key: String,
     pub secret_key: String,
+    /// The server's shared state (its log, read models, simulator), for what HTTP does not show.
+    pub ctx: api::context::Ctx,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     temp_dir: tempfile::TempDir,
@@ -32,7 +34,7 @@ impl Server {
         Server::start_with(ClockChoice::System, true).await
     }
 
-    async fn start_with(clock: ClockChoice, demo: bool) -> Server {
+    pub async fn start_with(clock: ClockChoice, demo: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let running = app::open(ServerOptions {
             data_dir: dir.path().to_path_buf(),
@@ -49,6 +51,7 @@ impl Server {
             .clone()
             .expect("a fresh directory creates the admin");
         let addr = running.addr;
+        let ctx = running.ctx.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             running
@@ -62,6 +65,7 @@ impl Server {
             addr,
             api_key: admin.api_key,
             secret_key: admin.secret_key,
+            ctx,
             stop: Some(stop),
             task: Some(task),
             temp_dir: dir,
