@@ -11,6 +11,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// A server answering on a temporary data directory until dropped.
+// Each test binary uses its own part of this harness.
+#[allow(dead_code)]
 pub struct Server {
     pub addr: SocketAddr,
     pub api_key: String,
