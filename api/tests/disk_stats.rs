@@ -10,7 +10,6 @@ use api::app::ClockChoice;
 use api::bootstrap::demo_id;
 use engine::event::storage::VolumeCounterReading;
 use engine::event::{EventBody, Position, VolumeEvent};
-use engine::store::EventStore;
 use support::Server;
 
 async fn readings(server: &Server) -> Vec<VolumeCounterReading> {
