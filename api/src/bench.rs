@@ -196,15 +196,45 @@ impl Drop for TempDir {
     }
 }
 
+/// The real server with the demo data (`serve --demo`), in-process on a fresh temporary data
+/// directory, answering on a free loopback port until stopped; with the admin's credentials.
+pub(crate) async fn start_demo_server()
+-> Result<(TempDir, Server, crate::bootstrap::AdminCredentials), ApiBenchError> {
+    let dir = TempDir::new()?;
+    let running = app::open(ServerOptions {
+        data_dir: dir.0.clone(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        clock: ClockChoice::System,
+        demo: true,
+        rebuild_read_models: false,
+        simulator: Default::default(),
+    })
+    .await?;
+    let admin = running
+        .new_admin
+        .clone()
+        .ok_or_else(|| ApiBenchError::Setup("a fresh data directory created no admin".into()))?;
+    let addr = running.addr;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = running
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((dir, Server { addr, stop, task }, admin))
+}
+
 /// A server running on this runtime until told to stop.
-struct Server {
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl Server {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -261,33 +291,7 @@ pub async fn run_api_bench(
         ));
     }
     progress.phase("starting the server (demo data)", None);
-    let dir = TempDir::new()?;
-    let running = app::open(ServerOptions {
-        data_dir: dir.0.clone(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        clock: ClockChoice::System,
-        demo: true,
-        rebuild_read_models: false,
-        simulator: Default::default(),
-    })
-    .await?;
-    let admin = running
-        .new_admin
-        .clone()
-        .ok_or_else(|| ApiBenchError::Setup("a fresh data directory created no admin".into()))?;
-    let real_addr = running.addr;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let real = Server {
-        addr: real_addr,
-        stop,
-        task: tokio::spawn(async move {
-            let _ = running
-                .serve(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        }),
-    };
+    let (dir, real, admin) = start_demo_server().await?;
 
     progress.finish();
     let outcome = measure(config, progress, real.addr, admin.api_key, admin.secret_key).await;

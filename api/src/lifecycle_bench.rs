@@ -16,9 +16,7 @@ use futures::StreamExt;
 use projections::runner;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
-use crate::app::{self, ClockChoice, ServerOptions};
 use crate::bench::ApiBenchError;
 use crate::bootstrap::demo_id;
 use crate::protocol::params::Params;
@@ -187,29 +185,8 @@ pub async fn run_lifecycle_bench(
         "starting the server (demo data, simulator at zero latency)",
         None,
     );
-    let dir = crate::bench::TempDir::new()?;
-    let running = app::open(ServerOptions {
-        data_dir: dir.0.clone(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        clock: ClockChoice::System,
-        demo: true,
-        rebuild_read_models: false,
-        simulator: Default::default(),
-    })
-    .await?;
-    let admin = running
-        .new_admin
-        .clone()
-        .ok_or_else(|| ApiBenchError::Setup("a fresh data directory created no admin".into()))?;
-    let addr = running.addr;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = running
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (dir, server, admin) = crate::bench::start_demo_server().await?;
+    let addr = server.addr;
     let client = Arc::new(Client {
         addr,
         api_key: admin.api_key,
@@ -258,8 +235,7 @@ pub async fn run_lifecycle_bench(
         result.map_err(|e| ApiBenchError::Setup(format!("a client panicked: {e}")))??;
     }
     progress.finish();
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
 
     progress.phase("raw replay and state rebuild of the log", None);
     let store = EmbeddedStore::open(&dir.0, EmbeddedOptions::default())

@@ -1,7 +1,8 @@
-//! The CloudStack API end to end through a real client: runs the pytest suite
-//! `tests/python/test_api_cs.py`, which starts the `ledgerstack` binary and drives it with `cs`
-//! from PyPI (signing, paging, job polling as that client does them) and with hand-built
-//! requests signed by its own signer.
+//! The CloudStack API end to end through a real client: runs the pytest suites of
+//! `tests/python/` (`test_*.py`, sharing the server that `conftest.py` starts: the `ledgerstack`
+//! binary with `--demo`), which drive it with `cs` from PyPI (signing, paging, job polling as
+//! that client does them) and with hand-built requests signed by their own signer; some start
+//! servers of their own (SIGKILL and restart while jobs wait on the hypervisor).
 //!
 //! Like the auditor check, it runs the Python named by `LEDGERSTACK_PYTHON` (scripts/test sets
 //! it to the `.venv` it fills from `tests/python/requirements.txt`), else `python3`. A Python

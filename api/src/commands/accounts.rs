@@ -259,18 +259,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Deletes a account, and all users associated with this account",
         params: &[required("id", T::Uuid, "Account id")],
         inherits: Inherits::Nothing,
-        response: &[
-            field(
-                "success",
-                "boolean",
-                "true if operation is executed successfully",
-            ),
-            field(
-                "displaytext",
-                "string",
-                "any text associated with the success or failure",
-            ),
-        ],
+        response: super::SUCCESS_FIELDS,
         related: "",
         manual_clock_only: false,
         handler: handler!(delete_account),

@@ -134,18 +134,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         inherits: Inherits::Nothing,
-        response: &[
-            field(
-                "success",
-                "boolean",
-                "true if operation is executed successfully",
-            ),
-            field(
-                "displaytext",
-                "string",
-                "any text associated with the success or failure",
-            ),
-        ],
+        response: super::SUCCESS_FIELDS,
         related: "",
         manual_clock_only: false,
         handler: handler!(delete_domain),

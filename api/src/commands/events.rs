@@ -61,18 +61,6 @@ const EVENT_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-const SUCCESS_FIELDS: &[ResponseField] = &[
-    field(
-        "success",
-        "boolean",
-        "true if operation is executed successfully",
-    ),
-    field(
-        "displaytext",
-        "string",
-        "any text associated with the success or failure",
-    ),
-];
 
 /// `ids` holds a list of UUIDs: at 37 characters each, the default limit of 255 would refuse
 /// more than six of them.
@@ -191,7 +179,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Archive one or more events. Archived events are only hidden from listEvents (list them with archived=true); they stay in the event log forever, which keeps the log auditable.",
         params: ARCHIVE_PARAMS,
         inherits: Inherits::Nothing,
-        response: SUCCESS_FIELDS,
+        response: super::SUCCESS_FIELDS,
         related: "listEvents",
         manual_clock_only: false,
         handler: handler!(archive_events),
@@ -203,7 +191,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Delete one or more events. Deleted events are only hidden from listEvents; they are never removed from the event log, which keeps the log auditable (ledgerstack export still shows them).",
         params: DELETE_PARAMS,
         inherits: Inherits::Nothing,
-        response: SUCCESS_FIELDS,
+        response: super::SUCCESS_FIELDS,
         related: "listEvents",
         manual_clock_only: false,
         handler: handler!(delete_events),

@@ -63,18 +63,6 @@ const KEY_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-const SUCCESS_FIELDS: &[ResponseField] = &[
-    field(
-        "success",
-        "boolean",
-        "true if operation is executed successfully",
-    ),
-    field(
-        "displaytext",
-        "string",
-        "any text associated with the success or failure",
-    ),
-];
 
 const USER_ID: &[crate::registry::ParamSpec] = &[required("id", T::Uuid, "the ID of the user")];
 
@@ -207,7 +195,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         description: "Deletes a user for an account",
         params: &[required("id", T::Uuid, "id of the user to be deleted")],
         inherits: Inherits::Nothing,
-        response: SUCCESS_FIELDS,
+        response: super::SUCCESS_FIELDS,
         related: "",
         manual_clock_only: false,
         handler: handler!(delete_user),
