@@ -10,6 +10,7 @@ use engine::event::{Actor, AsyncJobEvent, EventBody, EventState, Level, NewEvent
 use engine::store::ExpectedVersion;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -17,6 +18,7 @@ use projections::State;
 use projections::jobs::JobRow;
 use projections::orchestration::CommandResult;
 
+use crate::allocation::ALLOCATION;
 use crate::call::Call;
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -72,6 +74,147 @@ pub struct AsyncWork {
     pub create_id: Option<Uuid>,
     /// The work itself.
     pub run: JobTask,
+}
+
+/// What a job is, but its task: the fields of [`AsyncWork`] the caller fills in before the
+/// work is known.
+pub struct JobMeta {
+    /// `jobinstancetype`, such as `Volume`.
+    pub instance_type: Option<&'static str>,
+    /// `jobinstanceid`.
+    pub instance_id: Option<Uuid>,
+    /// The CloudStack event type of the action (`VOLUME.ATTACH`).
+    pub event_type: &'static str,
+    /// What it does, in words ("attaching volume ...").
+    pub description: String,
+    /// For async-create commands: the id of the entity being created, answered as `id`.
+    pub create_id: Option<Uuid>,
+}
+
+impl JobMeta {
+    /// A job acting on the `instance_type` of id `id`.
+    pub fn on(
+        instance_type: &'static str,
+        id: Uuid,
+        event_type: &'static str,
+        description: String,
+    ) -> JobMeta {
+        JobMeta {
+            instance_type: Some(instance_type),
+            instance_id: Some(id),
+            event_type,
+            description,
+            create_id: None,
+        }
+    }
+
+    /// A job creating the `instance_type` of id `id` (answered as `id`).
+    pub fn creating(
+        instance_type: &'static str,
+        id: Uuid,
+        event_type: &'static str,
+        description: String,
+    ) -> JobMeta {
+        JobMeta {
+            instance_type: Some(instance_type),
+            instance_id: None,
+            event_type,
+            description,
+            create_id: Some(id),
+        }
+    }
+
+    /// The work of this job: `run`.
+    pub fn run(self, run: JobTask) -> AsyncWork {
+        AsyncWork {
+            instance_type: self.instance_type,
+            instance_id: self.instance_id,
+            event_type: self.event_type,
+            description: self.description,
+            create_id: self.create_id,
+            run,
+        }
+    }
+}
+
+/// The ids a job's decision uses: the job's own, and that of the driver command it may request.
+#[derive(Clone, Copy, Debug)]
+pub struct JobIds {
+    /// The job.
+    pub job: Uuid,
+    /// The driver command the job waits for, when the decision requests it.
+    pub command: Uuid,
+}
+
+impl JobIds {
+    /// A driver request: the event a hypervisor action starts with, in state `Started`. Its id
+    /// is chosen beforehand (a decision may be re-run, and the job waits for the command of
+    /// that id) and it is correlated with the job, which the orchestrator's result will name
+    /// too.
+    pub fn request(self, call: &Call, body: EventBody) -> NewEvent {
+        NewEvent::with_id(self.command, body)
+            .by(call.actor())
+            .correlated_with(self.job)
+            .state(EventState::Started)
+    }
+
+    /// An event of the job's decision, correlated with the job so `listEvents` shows them
+    /// together.
+    pub fn event(self, call: &Call, body: EventBody) -> NewEvent {
+        call.event(body).correlated_with(self.job)
+    }
+}
+
+/// Decides an async command's events on the [`ALLOCATION`] stream, then records its job (a
+/// refused decision records none). When the decision requested the driver command
+/// ([`JobIds::request`]) the job waits for it and fails with its error; otherwise it is done
+/// at once. Either way its reply is `render`'s.
+pub async fn submit_decided(
+    ctx: &Ctx,
+    call: &Call,
+    meta: JobMeta,
+    decide: impl Fn(&State, JobIds) -> Result<Vec<NewEvent>, ApiError>,
+    render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
+) -> Result<Reply, ApiError> {
+    let ids = JobIds {
+        job: Uuid::new_v4(),
+        command: Uuid::new_v4(),
+    };
+    let requested = AtomicBool::new(false);
+    ctx.decide(ALLOCATION, |state| {
+        let events = decide(state, ids)?;
+        requested.store(
+            events.iter().any(|e| e.id == ids.command),
+            Ordering::Relaxed,
+        );
+        Ok(events)
+    })
+    .await?;
+    let run = if requested.load(Ordering::Relaxed) {
+        after_command(ids.command, render)
+    } else {
+        immediate(render)
+    };
+    submit_as(ctx, call, ids.job, meta.run(run)).await
+}
+
+/// [`submit_decided`] for a decision that is one driver request: the job waits for the
+/// hypervisor to carry out the action `decide` returns.
+pub async fn submit_request(
+    ctx: &Ctx,
+    call: &Call,
+    meta: JobMeta,
+    decide: impl Fn(&State) -> Result<EventBody, ApiError>,
+    render: impl FnOnce(&State) -> Result<Reply, ApiError> + Send + 'static,
+) -> Result<Reply, ApiError> {
+    submit_decided(
+        ctx,
+        call,
+        meta,
+        |state, ids| Ok(vec![ids.request(call, decide(state)?)]),
+        render,
+    )
+    .await
 }
 
 fn job_stream(job_id: Uuid) -> StreamId {

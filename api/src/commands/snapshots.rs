@@ -3,10 +3,10 @@
 //! `listVMSnapshot`).
 //!
 //! Taking a snapshot counts against the `snapshot` and `secondary_storage` limits, so it is
-//! decided on the [`ALLOCATION`] stream like every volume decision (a snapshot must also see
-//! a resize or delete of its volume). Taking a volume snapshot and every VM snapshot action
-//! are performed by the hypervisor: the command appends a `Started` request, and its job
-//! completes from the driver's result.
+//! decided on the [`ALLOCATION`](crate::allocation::ALLOCATION) stream like every volume
+//! decision (a snapshot must also see a resize or delete of its volume). Taking a volume
+//! snapshot and every VM snapshot action are performed by the hypervisor: the command appends
+//! a `Started` request, and its job completes from the driver's result.
 
 use compact_str::CompactString;
 use engine::event::storage::{
@@ -19,17 +19,17 @@ use projections::storage::{SnapshotRow, VmSnapshotRow, VolumeStateName};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::allocation::{ALLOCATION, ResourceType, check_limit, gib};
+use crate::allocation::{ResourceType, check_limit, gib};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::date;
 use crate::commands::volumes::{
-    accessible_vm, accessible_volume, check_access, job_event, listed, merge, owner_fields,
-    request, volume_busy, zone_name,
+    accessible_row, accessible_vm, accessible_volume, listed, merge, owner_fields, volume_busy,
+    zone_name,
 };
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::{self, AsyncWork};
+use crate::jobs::{self, JobMeta};
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamType as T, ResponseField, Roles, field, param, required,
 };
@@ -400,19 +400,15 @@ fn accessible_snapshot<'s>(
     call: &Call,
     id: Uuid,
 ) -> Result<&'s SnapshotRow, ApiError> {
-    let row =
-        state.storage.snapshots.get(&id).ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find snapshot by id {id}"))
-        })?;
-    check_access(
-        state,
-        call,
-        row.facts.account_id,
-        row.facts.domain_id,
-        "snapshot",
-        id,
-    )?;
-    Ok(row)
+    let row = state.storage.snapshots.get(&id);
+    accessible_row(state, call, "snapshot", id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })
+}
+
+/// A job acting on the snapshot `id`.
+fn snapshot_job(id: Uuid, event_type: &'static str, description: String) -> JobMeta {
+    JobMeta::on("Snapshot", id, event_type, description)
 }
 
 /// CloudStack's default snapshot name: `<vm>_<volume>_<yyyyMMddHHmmss>` (UTC), `detached` in
@@ -431,13 +427,16 @@ fn default_snapshot_name(state: &State, ctx: &Ctx, volume_id: Uuid) -> CompactSt
 async fn create_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let volume_id = call.required_uuid("volumeid")?;
     let snapshot_id = Uuid::new_v4();
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
     let name: CompactString = match call.str("name").map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => name.into(),
         None => default_snapshot_name(&ctx.models.read(), ctx, volume_id),
     };
-    ctx.decide(ALLOCATION, |state| {
+    let description = format!("creating snapshot {name} of volume {volume_id}");
+    jobs::submit_request(
+        ctx,
+        call,
+        JobMeta::creating("Snapshot", snapshot_id, "SNAPSHOT.CREATE", description),
+        |state| {
         let volume = accessible_volume(state, call, volume_id)?;
         match volume.state {
             VolumeStateName::Allocated => {
@@ -476,82 +475,58 @@ async fn create_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             ResourceType::SecondaryStorage,
             gib(v.size),
         )?;
-        Ok(vec![request(
-            call,
-            command_id,
-            job_id,
-            EventBody::Snapshot(SnapshotEvent::Create(SnapshotLifecycle {
-                snapshot: SnapshotFacts {
-                    snapshot_id,
-                    name: name.clone(),
-                    account_id: v.account_id,
-                    domain_id: v.domain_id,
-                    zone_id: v.zone_id,
-                    volume_id,
-                    size: v.size,
-                    virtual_size: v.size,
-                    interval: MANUAL.into(),
-                },
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Snapshot"),
-            instance_id: None,
-            event_type: "SNAPSHOT.CREATE",
-            description: format!("creating snapshot {name} of volume {volume_id}"),
-            create_id: Some(snapshot_id),
-            run: jobs::after_command(command_id, move |state| snapshot_reply(state, snapshot_id)),
+        Ok(EventBody::Snapshot(SnapshotEvent::Create(SnapshotLifecycle {
+            snapshot: SnapshotFacts {
+                snapshot_id,
+                name: name.clone(),
+                account_id: v.account_id,
+                domain_id: v.domain_id,
+                zone_id: v.zone_id,
+                volume_id,
+                size: v.size,
+                virtual_size: v.size,
+                interval: MANUAL.into(),
+            },
+        })))
         },
+        move |state| snapshot_reply(state, snapshot_id),
     )
     .await
 }
 
 async fn delete_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
-    let job_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let row = accessible_snapshot(state, call, id)?;
-        if !row.backed_up {
-            return Err(ApiError::invalid_param(format!(
-                "Can't delete snapshot {id} due to it is in {} Status",
-                snapshot_state(row)
-            )));
-        }
-        Ok(vec![job_event(
-            call,
-            job_id,
-            EventBody::Snapshot(SnapshotEvent::Delete(SnapshotLifecycle {
-                snapshot: row.facts.clone(),
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
+    jobs::submit_decided(
         ctx,
         call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Snapshot"),
-            instance_id: Some(id),
-            event_type: "SNAPSHOT.DELETE",
-            description: format!("deleting snapshot {id}"),
-            create_id: None,
-            run: jobs::immediate(|_| Ok(Reply::success())),
+        snapshot_job(id, "SNAPSHOT.DELETE", format!("deleting snapshot {id}")),
+        |state, ids| {
+            let row = accessible_snapshot(state, call, id)?;
+            if !row.backed_up {
+                return Err(ApiError::invalid_param(format!(
+                    "Can't delete snapshot {id} due to it is in {} Status",
+                    snapshot_state(row)
+                )));
+            }
+            Ok(vec![ids.event(
+                call,
+                EventBody::Snapshot(SnapshotEvent::Delete(SnapshotLifecycle {
+                    snapshot: row.facts.clone(),
+                })),
+            )])
         },
+        |_| Ok(Reply::success()),
     )
     .await
 }
 
 async fn revert_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
-    let job_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
+    jobs::submit_decided(
+        ctx,
+        call,
+        snapshot_job(id, "SNAPSHOT.REVERT", format!("reverting a volume to snapshot {id}")),
+        |state, ids| {
         let row = accessible_snapshot(state, call, id)?;
         if !row.backed_up {
             return Err(ApiError::invalid_param(format!(
@@ -588,27 +563,14 @@ async fn revert_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 ));
             }
         }
-        Ok(vec![job_event(
+        Ok(vec![ids.event(
             call,
-            job_id,
             EventBody::Snapshot(SnapshotEvent::Revert(SnapshotLifecycle {
                 snapshot: row.facts.clone(),
             })),
         )])
-    })
-    .await?;
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Snapshot"),
-            instance_id: Some(id),
-            event_type: "SNAPSHOT.REVERT",
-            description: format!("reverting a volume to snapshot {id}"),
-            create_id: None,
-            run: jobs::immediate(move |state| snapshot_reply(state, id)),
         },
+        move |state| snapshot_reply(state, id),
     )
     .await
 }
@@ -664,19 +626,10 @@ fn accessible_vm_snapshot<'s>(
     call: &Call,
     id: Uuid,
 ) -> Result<&'s VmSnapshotRow, ApiError> {
-    let row =
-        state.storage.vm_snapshots.get(&id).ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find VM snapshot by id {id}"))
-        })?;
-    check_access(
-        state,
-        call,
-        row.facts.account_id,
-        row.facts.domain_id,
-        "VM snapshot",
-        id,
-    )?;
-    Ok(row)
+    let row = state.storage.vm_snapshots.get(&id);
+    accessible_row(state, call, "VM snapshot", id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })
 }
 
 /// 431 while another VM snapshot task (create, revert, delete) runs on the VM.
@@ -703,15 +656,22 @@ async fn create_vm_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         .filter(|n| !n.is_empty())
         .map(CompactString::from);
     let snapshot_id = Uuid::new_v4();
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
     let taken_at = ctx
         .clock
         .now()
         .to_datetime()
         .format("%Y%m%d%H%M%S")
         .to_string();
-    ctx.decide(ALLOCATION, |state| {
+    jobs::submit_request(
+        ctx,
+        call,
+        JobMeta::creating(
+            "VmSnapshot",
+            snapshot_id,
+            "VMSNAPSHOT.CREATE",
+            format!("creating snapshot for VM {vm_id}"),
+        ),
+        |state| {
         let vm = accessible_vm(state, call, vm_id)?;
         if !matches!(vm.state, VmState::Running | VmState::Stopped) {
             return Err(ApiError::invalid_param(format!(
@@ -783,72 +743,47 @@ async fn create_vm_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 })
                 .collect(),
         };
-        Ok(vec![request(
-            call,
-            command_id,
-            job_id,
-            EventBody::VmSnapshot(VmSnapshotEvent::Create(VmSnapshotLifecycle {
-                vm_snapshot: facts,
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("VmSnapshot"),
-            instance_id: None,
-            event_type: "VMSNAPSHOT.CREATE",
-            description: format!("creating snapshot for VM {vm_id}"),
-            create_id: Some(snapshot_id),
-            run: jobs::after_command(command_id, move |state| {
-                vm_snapshot_reply(state, snapshot_id)
-            }),
+        Ok(EventBody::VmSnapshot(VmSnapshotEvent::Create(
+            VmSnapshotLifecycle { vm_snapshot: facts },
+        )))
         },
+        move |state| vm_snapshot_reply(state, snapshot_id),
     )
     .await
 }
 
 async fn delete_vm_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("vmsnapshotid")?;
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let row = accessible_vm_snapshot(state, call, id)?;
-        no_vm_snapshot_task(state, row.facts.vm_id)?;
-        Ok(vec![request(
-            call,
-            command_id,
-            job_id,
-            EventBody::VmSnapshot(VmSnapshotEvent::Delete(VmSnapshotLifecycle {
-                vm_snapshot: row.facts.clone(),
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
+    jobs::submit_request(
         ctx,
         call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("VmSnapshot"),
-            instance_id: Some(id),
-            event_type: "VMSNAPSHOT.DELETE",
-            description: format!("delete vm snapshots {id}"),
-            create_id: None,
-            run: jobs::after_command(command_id, |_| Ok(Reply::success())),
+        JobMeta::on(
+            "VmSnapshot",
+            id,
+            "VMSNAPSHOT.DELETE",
+            format!("delete vm snapshots {id}"),
+        ),
+        |state| {
+            let row = accessible_vm_snapshot(state, call, id)?;
+            no_vm_snapshot_task(state, row.facts.vm_id)?;
+            Ok(EventBody::VmSnapshot(VmSnapshotEvent::Delete(
+                VmSnapshotLifecycle {
+                    vm_snapshot: row.facts.clone(),
+                },
+            )))
         },
+        |_| Ok(Reply::success()),
     )
     .await
 }
 
 async fn revert_to_vm_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("vmsnapshotid")?;
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
+    jobs::submit_request(
+        ctx,
+        call,
+        JobMeta::on("VmSnapshot", id, "VMSNAPSHOT.REVERTTO", format!("Revert from VM snapshot {id}")),
+        |state| {
         let row = accessible_vm_snapshot(state, call, id)?;
         if row.state != "Ready" {
             return Err(ApiError::invalid_param(
@@ -869,28 +804,13 @@ async fn revert_to_vm_snapshot(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError
             ));
         }
         no_vm_snapshot_task(state, vm_id)?;
-        Ok(vec![request(
-            call,
-            command_id,
-            job_id,
-            EventBody::VmSnapshot(VmSnapshotEvent::RevertTo(VmSnapshotLifecycle {
+        Ok(EventBody::VmSnapshot(VmSnapshotEvent::RevertTo(
+            VmSnapshotLifecycle {
                 vm_snapshot: row.facts.clone(),
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("VmSnapshot"),
-            instance_id: Some(id),
-            event_type: "VMSNAPSHOT.REVERTTO",
-            description: format!("Revert from VM snapshot {id}"),
-            create_id: None,
-            run: jobs::after_command(command_id, move |state| reverted_vm_reply(state, id)),
+            },
+        )))
         },
+        move |state| reverted_vm_reply(state, id),
     )
     .await
 }

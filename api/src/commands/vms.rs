@@ -18,8 +18,7 @@ use engine::event::vm::{
     VmStopped, VmUpdated,
 };
 use engine::event::{
-    EventBody, EventState, NetworkEvent, NetworkOfferingEvent, NewEvent, NicEvent, VmEvent,
-    VolumeEvent,
+    EventBody, NetworkEvent, NetworkOfferingEvent, NewEvent, NicEvent, VmEvent, VolumeEvent,
 };
 use projections::State;
 use projections::catalog::Created;
@@ -34,7 +33,7 @@ use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::{self, AsyncWork, JobRun, JobTask};
+use crate::jobs::{self, JobIds, JobMeta, JobRun, JobTask};
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamSpec, ParamType as T, ResponseField, Roles, field, param,
     required,
@@ -803,18 +802,12 @@ fn service_offering(
         })
 }
 
-fn work(vm_id: Uuid, event_type: &'static str, description: String, run: JobTask) -> AsyncWork {
-    AsyncWork {
-        instance_type: Some("VirtualMachine"),
-        instance_id: Some(vm_id),
-        event_type,
-        description,
-        create_id: None,
-        run,
-    }
+/// A job acting on the VM `vm_id`.
+fn vm_job(vm_id: Uuid, event_type: &'static str, description: String) -> JobMeta {
+    JobMeta::on("VirtualMachine", vm_id, event_type, description)
 }
 
-/// Submits a job that waits for the hypervisor to carry out `request`, decided by `decide` on
+/// Submits a job that waits for the hypervisor to carry out the request `decide` decides on
 /// the allocation stream; the job's reply is the VM afterwards.
 async fn driver_job(
     ctx: &Ctx,
@@ -824,36 +817,14 @@ async fn driver_job(
     description: String,
     decide: impl Fn(&State) -> Result<EventBody, ApiError>,
 ) -> Result<Reply, ApiError> {
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let body = decide(state)?;
-        Ok(vec![request(call, job_id, command_id, body)])
-    })
-    .await?;
-    jobs::submit_as(
+    jobs::submit_request(
         ctx,
         call,
-        job_id,
-        work(
-            vm_id,
-            event_type,
-            description,
-            jobs::after_command(command_id, move |state| vm_reply(state, vm_id)),
-        ),
+        vm_job(vm_id, event_type, description),
+        decide,
+        move |state| vm_reply(state, vm_id),
     )
     .await
-}
-
-/// A driver command's request: the action's event in state `Started`, correlated with the job
-/// that waits for it.
-fn request(call: &Call, job_id: Uuid, command_id: Uuid, body: EventBody) -> NewEvent {
-    let mut event = call
-        .event(body)
-        .correlated_with(job_id)
-        .state(EventState::Started);
-    event.id = command_id;
-    event
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -968,8 +939,7 @@ fn decide_deploy(
     state: &State,
     call: &Call,
     plan: &DeployPlan,
-    job_id: Uuid,
-    command_id: Uuid,
+    ids: JobIds,
 ) -> Result<Vec<NewEvent>, ApiError> {
     let (account_id, domain_id) = allocation::owner(call, state)?;
     let zone = state.catalog.zones.get(&plan.zone_id).ok_or_else(|| {
@@ -1254,10 +1224,8 @@ fn decide_deploy(
         ))),
     );
     if let Some(host_id) = host_id {
-        events.push(request(
+        events.push(ids.request(
             call,
-            job_id,
-            command_id,
             EventBody::Vm(VmEvent::Start(VmStarted {
                 vm,
                 host_id: Some(host_id),
@@ -1284,30 +1252,21 @@ fn host_fits(state: &State, host: Uuid, cpu: u64, mem: u64) -> bool {
 
 async fn deploy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let plan = plan(call)?;
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        decide_deploy(state, call, &plan, job_id, command_id)
-    })
-    .await?;
     let vm_id = plan.vm_id;
     let description = format!(
         "deploying VM {}",
         plan.name.as_deref().unwrap_or(&vm_id.to_string())
     );
-    let run = if plan.start {
-        jobs::after_command(command_id, move |state| vm_reply(state, vm_id))
-    } else {
-        jobs::immediate(move |state| vm_reply(state, vm_id))
-    };
-    jobs::submit_as(
+    // The job waits for the VM's start when the deploy starts it.
+    jobs::submit_decided(
         ctx,
         call,
-        job_id,
-        AsyncWork {
+        JobMeta {
             create_id: Some(vm_id),
-            ..work(vm_id, "VM.CREATE", description, run)
+            ..vm_job(vm_id, "VM.CREATE", description)
         },
+        |state, ids| decide_deploy(state, call, &plan, ids),
+        move |state| vm_reply(state, vm_id),
     )
     .await
 }
@@ -1408,7 +1367,7 @@ async fn start(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         // Starting a running VM changes nothing, as in CloudStack.
         let description = format!("starting VM {name}");
         let run = jobs::immediate(move |s| vm_reply(s, id));
-        return jobs::submit(ctx, call, work(id, "VM.START", description, run)).await;
+        return jobs::submit(ctx, call, vm_job(id, "VM.START", description).run(run)).await;
     }
     driver_job(ctx, call, id, "VM.START", format!("starting VM {name}"), |state| {
         let row = accessible(state, call, id)?;
@@ -1447,7 +1406,7 @@ async fn stop(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     if stopped {
         let description = format!("stopping VM {name}");
         let run = jobs::immediate(move |s| vm_reply(s, id));
-        return jobs::submit(ctx, call, work(id, "VM.STOP", description, run)).await;
+        return jobs::submit(ctx, call, vm_job(id, "VM.STOP", description).run(run)).await;
     }
     driver_job(
         ctx,
@@ -1507,26 +1466,7 @@ async fn destroy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         let row = accessible(&state, call, id)?;
         (row.facts.name.clone(), vm_json(&state, row))
     };
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let row = accessible(state, call, id)?;
-        if matches!(row.state, VmState::Destroyed)
-            || !matches!(
-                row.state,
-                VmState::Running | VmState::Stopped | VmState::Error
-            )
-        {
-            return Err(wrong_state(row, "destroy"));
-        }
-        let body = EventBody::Vm(VmEvent::Destroy(VmDestroyed {
-            vm: row.facts.clone(),
-            expunge,
-        }));
-        Ok(vec![request(call, job_id, command_id, body)])
-    })
-    .await?;
-    let run = jobs::after_command(command_id, move |state| {
+    let render = move |state: &State| {
         if state.compute.vms.get(&id).is_some() {
             return vm_reply(state, id);
         }
@@ -1541,12 +1481,27 @@ async fn destroy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             key: "virtualmachine",
             value,
         })
-    });
-    jobs::submit_as(
+    };
+    jobs::submit_request(
         ctx,
         call,
-        job_id,
-        work(id, "VM.DESTROY", format!("destroying VM {name}"), run),
+        vm_job(id, "VM.DESTROY", format!("destroying VM {name}")),
+        |state| {
+            let row = accessible(state, call, id)?;
+            if matches!(row.state, VmState::Destroyed)
+                || !matches!(
+                    row.state,
+                    VmState::Running | VmState::Stopped | VmState::Error
+                )
+            {
+                return Err(wrong_state(row, "destroy"));
+            }
+            Ok(EventBody::Vm(VmEvent::Destroy(VmDestroyed {
+                vm: row.facts.clone(),
+                expunge,
+            })))
+        },
+        render,
     )
     .await
 }
@@ -1618,7 +1573,7 @@ async fn expunge(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     jobs::submit(
         ctx,
         call,
-        work(id, "VM.EXPUNGE", format!("expunging VM {name}"), run),
+        vm_job(id, "VM.EXPUNGE", format!("expunging VM {name}")).run(run),
     )
     .await
 }
@@ -1714,12 +1669,8 @@ async fn scale(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         return jobs::submit(
             ctx,
             call,
-            work(
-                id,
-                "VM.UPGRADE",
-                format!("scaling VM {name}"),
-                jobs::immediate(move |s| vm_reply(s, id)),
-            ),
+            vm_job(id, "VM.UPGRADE", format!("scaling VM {name}"))
+                .run(jobs::immediate(move |s| vm_reply(s, id))),
         )
         .await;
     }
@@ -1863,12 +1814,12 @@ async fn reset_password(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     jobs::submit(
         ctx,
         call,
-        work(
+        vm_job(
             id,
             "VM.RESETPASSWORD",
             format!("resetting the password of VM {name}"),
-            run,
-        ),
+        )
+        .run(run),
     )
     .await
 }

@@ -12,7 +12,7 @@ use engine::event::storage::{
     VolumeAttachment, VolumeCreated, VolumeFacts, VolumeLifecycle, VolumeResized, VolumeType,
     VolumeUploaded,
 };
-use engine::event::{EventBody, EventState, NewEvent, VolumeEvent};
+use engine::event::{EventBody, NewEvent, VolumeEvent};
 use projections::State;
 use projections::compute::{VmRow, VmState};
 use projections::storage::{VolumeRow, VolumeStateName, volume_type_name};
@@ -25,7 +25,7 @@ use crate::commands::date;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::{self, AsyncWork};
+use crate::jobs::{self, JobIds, JobMeta};
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamType as T, ResponseField, Roles, field, param, required,
 };
@@ -378,21 +378,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------------------------
 // Shared with the snapshot commands
 
-/// A driver request: the event a hypervisor action starts with. Its id is chosen beforehand
-/// (a decision may be re-run, and the job waits for the command of that id) and it is
-/// correlated with the job, which the orchestrator's result will name too.
-pub(crate) fn request(call: &Call, command_id: Uuid, job_id: Uuid, body: EventBody) -> NewEvent {
-    NewEvent::with_id(command_id, body)
-        .by(call.actor())
-        .correlated_with(job_id)
-        .state(EventState::Started)
-}
-
-/// An event of a job's decision, correlated with the job so `listEvents` shows them together.
-pub(crate) fn job_event(call: &Call, job_id: Uuid, body: EventBody) -> NewEvent {
-    call.event(body).correlated_with(job_id)
-}
-
 /// 531 unless the caller may act on a resource of `account` in `domain`.
 pub(crate) fn check_access(
     state: &State,
@@ -436,24 +421,33 @@ pub(crate) fn zone_name(state: &State, zone: Uuid) -> Option<CompactString> {
     state.catalog.zones.get(&zone).map(|z| z.facts.name.clone())
 }
 
+/// The `what` of id `id` found in `row`, which the caller may act on (431 when unknown, 531
+/// when not theirs); `owner` gives its account and domain.
+pub(crate) fn accessible_row<'s, R>(
+    state: &State,
+    call: &Call,
+    what: &str,
+    id: Uuid,
+    row: Option<&'s R>,
+    owner: impl FnOnce(&R) -> (Uuid, Uuid),
+) -> Result<&'s R, ApiError> {
+    let row =
+        row.ok_or_else(|| ApiError::invalid_param(format!("Unable to find {what} by id {id}")))?;
+    let (account, domain) = owner(row);
+    check_access(state, call, account, domain, what, id)?;
+    Ok(row)
+}
+
 /// The VM `id`, which the caller may act on (431 when unknown, 531 when not theirs).
 pub(crate) fn accessible_vm<'s>(
     state: &'s State,
     call: &Call,
     id: Uuid,
 ) -> Result<&'s VmRow, ApiError> {
-    let vm = state.compute.vms.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find virtual machine by id {id}"))
-    })?;
-    check_access(
-        state,
-        call,
-        vm.facts.account_id,
-        vm.facts.domain_id,
-        "virtual machine",
-        id,
-    )?;
-    Ok(vm)
+    let row = state.compute.vms.get(&id);
+    accessible_row(state, call, "virtual machine", id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })
 }
 
 /// The volume `id`, which the caller may act on (431 when unknown, 531 when not theirs).
@@ -462,20 +456,10 @@ pub(crate) fn accessible_volume<'s>(
     call: &Call,
     id: Uuid,
 ) -> Result<&'s VolumeRow, ApiError> {
-    let volume = state
-        .storage
-        .volumes
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find volume by id {id}")))?;
-    check_access(
-        state,
-        call,
-        volume.facts.account_id,
-        volume.facts.domain_id,
-        "volume",
-        id,
-    )?;
-    Ok(volume)
+    let row = state.storage.volumes.get(&id);
+    accessible_row(state, call, "volume", id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })
 }
 
 /// Whether a list shows a resource of `account` in `domain`. Given an `id` (and no
@@ -767,14 +751,12 @@ fn attach_events(
     volume: &VolumeFacts,
     vm_id: Uuid,
     device_id: u32,
-    command_id: Uuid,
-    job_id: Uuid,
+    ids: JobIds,
 ) -> Vec<NewEvent> {
     let mut events = Vec::new();
     if row.is_some_and(|r| r.state == VolumeStateName::Uploaded) {
-        events.push(job_event(
+        events.push(ids.event(
             call,
-            job_id,
             EventBody::Volume(VolumeEvent::Create(VolumeCreated {
                 volume: volume.clone(),
                 vm_id: None,
@@ -782,10 +764,8 @@ fn attach_events(
             })),
         ));
     }
-    events.push(request(
+    events.push(ids.request(
         call,
-        command_id,
-        job_id,
         EventBody::Volume(VolumeEvent::Attach(VolumeAttachment {
             volume: volume.clone(),
             vm_id,
@@ -883,8 +863,6 @@ fn planned_volume(
 async fn create_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     no_project(call)?;
     let volume_id = Uuid::new_v4();
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
     // CloudStack names an unnamed volume with a random UUID.
     let name: CompactString = call
         .str("name")
@@ -892,49 +870,40 @@ async fn create_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         .filter(|n| !n.is_empty())
         .map_or_else(|| Uuid::new_v4().to_string().into(), Into::into);
     let vm_id = call.uuid("virtualmachineid")?;
-    ctx.decide(ALLOCATION, |state| {
-        let (volume, snapshot_id) = planned_volume(state, call, volume_id, &name)?;
-        check_limit(state, volume.account_id, ResourceType::Volume, 1)?;
-        check_limit(
-            state,
-            volume.account_id,
-            ResourceType::PrimaryStorage,
-            gib(volume.size),
-        )?;
-        let mut events = vec![job_event(
-            call,
-            job_id,
-            EventBody::Volume(VolumeEvent::Create(VolumeCreated {
-                volume: volume.clone(),
-                vm_id: None,
-                snapshot_id,
-            })),
-        )];
-        if let Some(vm_id) = vm_id {
-            let device = check_attach(state, call, &volume, None, vm_id, None)?;
-            events.extend(attach_events(
-                call, None, &volume, vm_id, device, command_id, job_id,
-            ));
-        }
-        Ok(events)
-    })
-    .await?;
-    let render = move |state: &State| volume_reply(state, volume_id);
-    jobs::submit_as(
+    // With a VM to attach to, the job waits for the attach.
+    jobs::submit_decided(
         ctx,
         call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Volume"),
-            instance_id: None,
-            event_type: "VOLUME.CREATE",
-            description: format!("creating volume {name}"),
-            create_id: Some(volume_id),
-            run: match vm_id {
-                Some(_) => jobs::after_command(command_id, render),
-                None => jobs::immediate(render),
-            },
+        JobMeta::creating(
+            "Volume",
+            volume_id,
+            "VOLUME.CREATE",
+            format!("creating volume {name}"),
+        ),
+        |state, ids| {
+            let (volume, snapshot_id) = planned_volume(state, call, volume_id, &name)?;
+            check_limit(state, volume.account_id, ResourceType::Volume, 1)?;
+            check_limit(
+                state,
+                volume.account_id,
+                ResourceType::PrimaryStorage,
+                gib(volume.size),
+            )?;
+            let mut events = vec![ids.event(
+                call,
+                EventBody::Volume(VolumeEvent::Create(VolumeCreated {
+                    volume: volume.clone(),
+                    vm_id: None,
+                    snapshot_id,
+                })),
+            )];
+            if let Some(vm_id) = vm_id {
+                let device = check_attach(state, call, &volume, None, vm_id, None)?;
+                events.extend(attach_events(call, None, &volume, vm_id, device, ids));
+            }
+            Ok(events)
         },
+        move |state| volume_reply(state, volume_id),
     )
     .await
 }
@@ -943,39 +912,37 @@ async fn attach_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let vm_id = call.required_uuid("virtualmachineid")?;
     let device = call.int("deviceid")?;
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let row = accessible_volume(state, call, id)?;
-        if volume_busy(row) {
-            return Err(busy(row));
-        }
-        let device = check_attach(state, call, &row.facts, row.vm_id, vm_id, device)?;
-        Ok(attach_events(
-            call,
-            Some(row),
-            &row.facts,
-            vm_id,
-            device,
-            command_id,
-            job_id,
-        ))
-    })
-    .await?;
-    jobs::submit_as(
+    jobs::submit_decided(
         ctx,
         call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Volume"),
-            instance_id: Some(id),
-            event_type: "VOLUME.ATTACH",
-            description: format!("attaching volume {id} to vm {vm_id}"),
-            create_id: None,
-            run: jobs::after_command(command_id, move |state| volume_reply(state, id)),
+        volume_job(
+            id,
+            "VOLUME.ATTACH",
+            format!("attaching volume {id} to vm {vm_id}"),
+        ),
+        |state, ids| {
+            let row = accessible_volume(state, call, id)?;
+            if volume_busy(row) {
+                return Err(busy(row));
+            }
+            let device = check_attach(state, call, &row.facts, row.vm_id, vm_id, device)?;
+            Ok(attach_events(
+                call,
+                Some(row),
+                &row.facts,
+                vm_id,
+                device,
+                ids,
+            ))
         },
+        move |state| volume_reply(state, id),
     )
     .await
+}
+
+/// A job acting on the volume `id`.
+fn volume_job(id: Uuid, event_type: &'static str, description: String) -> JobMeta {
+    JobMeta::on("Volume", id, event_type, description)
 }
 
 fn busy(row: &VolumeRow) -> ApiError {
@@ -1013,75 +980,60 @@ fn volume_to_detach<'s>(state: &'s State, call: &Call) -> Result<&'s VolumeRow, 
 }
 
 async fn detach_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
     // `virtualmachineid` + `deviceid` name a volume through its attachment: resolve it once,
     // then decide on the volume itself (the decision re-checks that it is still attached).
     let id = {
         let state = ctx.models.read();
         volume_to_detach(&state, call)?.facts.volume_id
     };
-    ctx.decide(ALLOCATION, |state| {
-        let row = accessible_volume(state, call, id)?;
-        let Some(vm_id) = row.vm_id else {
-            return Err(ApiError::invalid_param(
-                "The specified volume is not attached to a VM.",
-            ));
-        };
-        if volume_busy(row) {
-            return Err(busy(row));
-        }
-        let vm = state.compute.vms.get(&vm_id).ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find virtual machine by id {vm_id}"))
-        })?;
-        if row.facts.volume_type == VolumeType::Root {
-            return Err(ApiError::invalid_param(format!(
-                "Root volume detach is not supported for hypervisor type {}",
-                vm.facts.hypervisor
-            )));
-        }
-        if !matches!(
-            vm.state,
-            VmState::Running | VmState::Stopped | VmState::Destroyed
-        ) {
-            return Err(ApiError::invalid_param(
-                "Please specify a VM that is either running or stopped.",
-            ));
-        }
-        if state
-            .storage
-            .vm_snapshots
-            .values()
-            .any(|s| s.facts.vm_id == vm_id)
-        {
-            return Err(ApiError::invalid_param(
-                "Unable to detach volume, please specify a VM that does not have VM snapshots",
-            ));
-        }
-        Ok(vec![request(
-            call,
-            command_id,
-            job_id,
-            EventBody::Volume(VolumeEvent::Detach(VolumeAttachment {
+    jobs::submit_request(
+        ctx,
+        call,
+        volume_job(id, "VOLUME.DETACH", format!("detaching volume {id}")),
+        |state| {
+            let row = accessible_volume(state, call, id)?;
+            let Some(vm_id) = row.vm_id else {
+                return Err(ApiError::invalid_param(
+                    "The specified volume is not attached to a VM.",
+                ));
+            };
+            if volume_busy(row) {
+                return Err(busy(row));
+            }
+            let vm = state.compute.vms.get(&vm_id).ok_or_else(|| {
+                ApiError::invalid_param(format!("Unable to find virtual machine by id {vm_id}"))
+            })?;
+            if row.facts.volume_type == VolumeType::Root {
+                return Err(ApiError::invalid_param(format!(
+                    "Root volume detach is not supported for hypervisor type {}",
+                    vm.facts.hypervisor
+                )));
+            }
+            if !matches!(
+                vm.state,
+                VmState::Running | VmState::Stopped | VmState::Destroyed
+            ) {
+                return Err(ApiError::invalid_param(
+                    "Please specify a VM that is either running or stopped.",
+                ));
+            }
+            if state
+                .storage
+                .vm_snapshots
+                .values()
+                .any(|s| s.facts.vm_id == vm_id)
+            {
+                return Err(ApiError::invalid_param(
+                    "Unable to detach volume, please specify a VM that does not have VM snapshots",
+                ));
+            }
+            Ok(EventBody::Volume(VolumeEvent::Detach(VolumeAttachment {
                 volume: row.facts.clone(),
                 vm_id,
                 device_id: row.device_id,
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Volume"),
-            instance_id: Some(id),
-            event_type: "VOLUME.DETACH",
-            description: format!("detaching volume {id}"),
-            create_id: None,
-            run: jobs::after_command(command_id, move |state| volume_reply(state, id)),
+            })))
         },
+        move |state| volume_reply(state, id),
     )
     .await
 }
@@ -1125,10 +1077,12 @@ fn planned_resize(
 async fn resize_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let shrink_ok = call.flag("shrinkok");
-    let job_id = Uuid::new_v4();
-    let command_id = Uuid::new_v4();
-    let outcome = ctx
-        .decide(ALLOCATION, |state| {
+    // Nothing to change: no request, and the job answers the volume as it is.
+    jobs::submit_decided(
+        ctx,
+        call,
+        volume_job(id, "VOLUME.RESIZE", format!("resizing volume {id}")),
+        |state, ids| {
             let row = accessible_volume(state, call, id)?;
             if !matches!(
                 row.state,
@@ -1169,34 +1123,16 @@ async fn resize_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             let mut resized = row.facts.clone();
             resized.size = size;
             resized.disk_offering_id = offering;
-            Ok(vec![request(
+            Ok(vec![ids.request(
                 call,
-                command_id,
-                job_id,
                 EventBody::Volume(VolumeEvent::Resize(VolumeResized {
                     volume: resized,
                     previous_size: current,
                     previous_disk_offering_id: row.facts.disk_offering_id,
                 })),
             )])
-        })
-        .await?;
-    let render = move |state: &State| volume_reply(state, id);
-    jobs::submit_as(
-        ctx,
-        call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Volume"),
-            instance_id: Some(id),
-            event_type: "VOLUME.RESIZE",
-            description: format!("resizing volume {id}"),
-            create_id: None,
-            run: match outcome {
-                Some(_) => jobs::after_command(command_id, render),
-                None => jobs::immediate(render),
-            },
         },
+        move |state| volume_reply(state, id),
     )
     .await
 }
@@ -1292,61 +1228,57 @@ async fn upload_volume(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     }
     let zone_id = call.required_uuid("zoneid")?;
     let volume_id = Uuid::new_v4();
-    let job_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let (account_id, domain_id) = owner(call, state)?;
-        usable_zone(state, call, zone_id)?;
-        let disk_offering_id = call.uuid("diskofferingid")?;
-        if let Some(offering) = disk_offering_id {
-            let row = state.catalog.disk_offerings.get(&offering).ok_or_else(|| {
-                ApiError::invalid_param(format!("Unable to find disk offering by id {offering}"))
-            })?;
-            if !row.facts.is_customized {
-                return Err(ApiError::invalid_param(
-                    "Please specify a custom sized disk offering.",
-                ));
-            }
-        }
-        check_limit(state, account_id, ResourceType::Volume, 1)?;
-        check_limit(
-            state,
-            account_id,
-            ResourceType::SecondaryStorage,
-            gib(UPLOADED_VOLUME_SIZE),
-        )?;
-        Ok(vec![job_event(
-            call,
-            job_id,
-            EventBody::Volume(VolumeEvent::Upload(VolumeUploaded {
-                volume: VolumeFacts {
-                    volume_id,
-                    name: name.clone(),
-                    account_id,
-                    domain_id,
-                    zone_id,
-                    volume_type: VolumeType::DataDisk,
-                    size: UPLOADED_VOLUME_SIZE,
-                    disk_offering_id,
-                    template_id: None,
-                },
-                format: format.as_str().into(),
-                url: Some(url.clone()),
-            })),
-        )])
-    })
-    .await?;
-    jobs::submit_as(
+    jobs::submit_decided(
         ctx,
         call,
-        job_id,
-        AsyncWork {
-            instance_type: Some("Volume"),
-            instance_id: Some(volume_id),
-            event_type: "VOLUME.UPLOAD",
-            description: format!("uploading volume {name}"),
-            create_id: None,
-            run: jobs::immediate(move |state| volume_reply(state, volume_id)),
+        volume_job(
+            volume_id,
+            "VOLUME.UPLOAD",
+            format!("uploading volume {name}"),
+        ),
+        |state, ids| {
+            let (account_id, domain_id) = owner(call, state)?;
+            usable_zone(state, call, zone_id)?;
+            let disk_offering_id = call.uuid("diskofferingid")?;
+            if let Some(offering) = disk_offering_id {
+                let row = state.catalog.disk_offerings.get(&offering).ok_or_else(|| {
+                    ApiError::invalid_param(format!(
+                        "Unable to find disk offering by id {offering}"
+                    ))
+                })?;
+                if !row.facts.is_customized {
+                    return Err(ApiError::invalid_param(
+                        "Please specify a custom sized disk offering.",
+                    ));
+                }
+            }
+            check_limit(state, account_id, ResourceType::Volume, 1)?;
+            check_limit(
+                state,
+                account_id,
+                ResourceType::SecondaryStorage,
+                gib(UPLOADED_VOLUME_SIZE),
+            )?;
+            Ok(vec![ids.event(
+                call,
+                EventBody::Volume(VolumeEvent::Upload(VolumeUploaded {
+                    volume: VolumeFacts {
+                        volume_id,
+                        name: name.clone(),
+                        account_id,
+                        domain_id,
+                        zone_id,
+                        volume_type: VolumeType::DataDisk,
+                        size: UPLOADED_VOLUME_SIZE,
+                        disk_offering_id,
+                        template_id: None,
+                    },
+                    format: format.as_str().into(),
+                    url: Some(url.clone()),
+                })),
+            )])
         },
+        move |state| volume_reply(state, volume_id),
     )
     .await
 }
