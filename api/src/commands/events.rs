@@ -61,7 +61,6 @@ const EVENT_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-
 /// `ids` holds a list of UUIDs: at 37 characters each, the default limit of 255 would refuse
 /// more than six of them.
 const IDS_LENGTH: u32 = 65_535;

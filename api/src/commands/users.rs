@@ -63,7 +63,6 @@ const KEY_FIELDS: &[ResponseField] = &[
     ),
 ];
 
-
 const USER_ID: &[crate::registry::ParamSpec] = &[required("id", T::Uuid, "the ID of the user")];
 
 /// The user commands.
