@@ -16,6 +16,7 @@ use engine::event::{
     VmEvent, VmSnapshotEvent, VolumeEvent,
 };
 use engine::time::Timestamp;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -96,26 +97,71 @@ pub struct VmSnapshotRow {
     pub created: Timestamp,
 }
 
-/// A template, with every zone it is in.
+/// A template or an ISO, with every zone it is in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TemplateRow {
-    /// Facts of the last event.
-    pub facts: TemplateFacts,
+pub struct ImageRow<F> {
+    /// Facts of the last event (`zone_id` is the zone it was registered in).
+    pub facts: F,
     /// Zones holding a copy (empty with `facts.zone_id == None`: cross-zone).
     pub zones: BTreeSet<Uuid>,
     /// When it was registered.
     pub created: Timestamp,
 }
 
+/// A template, with every zone it is in.
+pub type TemplateRow = ImageRow<TemplateFacts>;
+
 /// An ISO, with every zone it is in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IsoRow {
-    /// Facts of the last event.
-    pub facts: IsoFacts,
-    /// Zones holding a copy.
-    pub zones: BTreeSet<Uuid>,
-    /// When it was registered.
-    pub created: Timestamp,
+pub type IsoRow = ImageRow<IsoFacts>;
+
+/// Registered (`zone`: where; `None`: cross-zone).
+fn image_created<F: Serialize + DeserializeOwned>(
+    images: &mut Table<Uuid, ImageRow<F>>,
+    id: Uuid,
+    facts: F,
+    zone: Option<Uuid>,
+    created: Timestamp,
+) {
+    let zones = zone.into_iter().collect();
+    images.insert(
+        id,
+        ImageRow {
+            facts,
+            zones,
+            created,
+        },
+    );
+}
+
+/// Copied into `zone`.
+fn image_copied<F: Serialize + DeserializeOwned>(
+    images: &mut Table<Uuid, ImageRow<F>>,
+    id: Uuid,
+    zone: Option<Uuid>,
+) {
+    if let Some(row) = images.get_mut(&id)
+        && let Some(zone) = zone
+    {
+        row.zones.insert(zone);
+    }
+}
+
+/// Deleted from `zone` (`None`: from every zone); gone once no zone holds it.
+fn image_deleted<F: Serialize + DeserializeOwned>(
+    images: &mut Table<Uuid, ImageRow<F>>,
+    id: Uuid,
+    zone: Option<Uuid>,
+) {
+    let gone = match (images.get_mut(&id), zone) {
+        (Some(row), Some(zone)) => {
+            row.zones.remove(&zone);
+            row.zones.is_empty()
+        }
+        _ => true,
+    };
+    if gone {
+        images.remove(&id);
+    }
 }
 
 /// The storage read model.
@@ -381,40 +427,20 @@ impl Storage {
     }
 
     fn apply_template(&mut self, event: &TemplateEvent, at: Timestamp) {
+        let images = &mut self.templates;
         match event {
             TemplateEvent::Create(e) => {
                 let t = &e.template;
-                self.templates.insert(
-                    t.template_id,
-                    TemplateRow {
-                        facts: t.clone(),
-                        zones: t.zone_id.into_iter().collect(),
-                        created: at,
-                    },
-                );
+                image_created(images, t.template_id, t.clone(), t.zone_id, at);
             }
             TemplateEvent::Copy(e) => {
-                if let Some(row) = self.templates.get_mut(&e.template.template_id)
-                    && let Some(zone) = e.template.zone_id
-                {
-                    row.zones.insert(zone);
-                }
+                image_copied(images, e.template.template_id, e.template.zone_id);
             }
             TemplateEvent::Delete(e) => {
-                let id = e.template.template_id;
-                let gone = match (self.templates.get_mut(&id), e.template.zone_id) {
-                    (Some(row), Some(zone)) => {
-                        row.zones.remove(&zone);
-                        row.zones.is_empty()
-                    }
-                    _ => true,
-                };
-                if gone {
-                    self.templates.remove(&id);
-                }
+                image_deleted(images, e.template.template_id, e.template.zone_id);
             }
             TemplateEvent::Update(e) => {
-                if let Some(row) = self.templates.get_mut(&e.template.template_id) {
+                if let Some(row) = images.get_mut(&e.template.template_id) {
                     let zone = row.facts.zone_id;
                     row.facts = e.template.clone();
                     row.facts.zone_id = zone;
@@ -425,38 +451,13 @@ impl Storage {
     }
 
     fn apply_iso(&mut self, event: &IsoEvent, at: Timestamp) {
+        let images = &mut self.isos;
         match event {
             IsoEvent::Create(e) => {
-                let iso = &e.iso;
-                self.isos.insert(
-                    iso.iso_id,
-                    IsoRow {
-                        facts: iso.clone(),
-                        zones: iso.zone_id.into_iter().collect(),
-                        created: at,
-                    },
-                );
+                image_created(images, e.iso.iso_id, e.iso.clone(), e.iso.zone_id, at)
             }
-            IsoEvent::Copy(e) => {
-                if let Some(row) = self.isos.get_mut(&e.iso.iso_id)
-                    && let Some(zone) = e.iso.zone_id
-                {
-                    row.zones.insert(zone);
-                }
-            }
-            IsoEvent::Delete(e) => {
-                let id = e.iso.iso_id;
-                let gone = match (self.isos.get_mut(&id), e.iso.zone_id) {
-                    (Some(row), Some(zone)) => {
-                        row.zones.remove(&zone);
-                        row.zones.is_empty()
-                    }
-                    _ => true,
-                };
-                if gone {
-                    self.isos.remove(&id);
-                }
-            }
+            IsoEvent::Copy(e) => image_copied(images, e.iso.iso_id, e.iso.zone_id),
+            IsoEvent::Delete(e) => image_deleted(images, e.iso.iso_id, e.iso.zone_id),
             _ => {}
         }
     }

@@ -25,7 +25,7 @@ use crate::commands::date;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::AsyncWork;
+use crate::jobs::JobMeta;
 use crate::protocol::params::parse_list;
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamType as T, ResponseField, Roles, field, param, required,
@@ -755,63 +755,92 @@ async fn add_host(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Lists
 
+/// The filters every infrastructure list has: `id`, `name`, `zoneid` and `keyword`.
+struct ListFilter<'c> {
+    id: Option<Uuid>,
+    name: Option<&'c str>,
+    zone: Option<Uuid>,
+    keyword: Option<&'c str>,
+}
+
+impl<'c> ListFilter<'c> {
+    fn from_call(call: &'c Call) -> Result<Self, ApiError> {
+        Ok(ListFilter {
+            id: call.uuid("id")?,
+            name: call.str("name"),
+            zone: call.uuid("zoneid")?,
+            keyword: call.str("keyword"),
+        })
+    }
+
+    /// Whether a row of this id, name and zone passes them.
+    fn admits(&self, id: Uuid, name: &str, zone: Uuid) -> bool {
+        self.id.is_none_or(|x| x == id)
+            && self.name.is_none_or(|n| name.eq_ignore_ascii_case(n))
+            && self.zone.is_none_or(|z| z == zone)
+            && keyword_matches(self.keyword, &[name])
+    }
+}
+
+/// A page of `items`, answered as a list of `key`.
+fn page(paging: Paging, key: &'static str, items: Vec<Value>) -> Result<Reply, ApiError> {
+    let (count, items) = paging.apply(items);
+    Ok(Reply::List { key, count, items })
+}
+
+/// The `rows` that `keep` admits, oldest first (then by `id`), as a page of `key` items.
+fn page_of<'s, F: 's>(
+    paging: Paging,
+    key: &'static str,
+    rows: impl Iterator<Item = &'s Created<F>>,
+    id: impl Fn(&F) -> Uuid,
+    keep: impl Fn(&F) -> bool,
+    json: impl Fn(&Created<F>) -> Value,
+) -> Result<Reply, ApiError> {
+    let mut rows: Vec<&Created<F>> = rows.filter(|r| keep(&r.facts)).collect();
+    rows.sort_by_key(|r| (r.created, id(&r.facts)));
+    page(paging, key, rows.into_iter().map(json).collect())
+}
+
 async fn list_hosts(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
     let paging = Paging::for_call(call, &state)?;
-    let id = call.uuid("id")?;
-    let name = call.str("name");
-    let zone = call.uuid("zoneid")?;
+    let common = ListFilter::from_call(call)?;
     let pod = call.uuid("podid")?;
     let cluster = call.uuid("clusterid")?;
     let host_type = call.str("type");
     let host_state = call.str("state");
     let resource_state = call.str("resourcestate");
     let hypervisor = call.str("hypervisor");
-    let keyword = call.str("keyword");
     // Ledgerstack's hosts are all Routing hosts and always Up.
     let type_matches = host_type.is_none_or(|t| t.eq_ignore_ascii_case("Routing"));
     let state_matches = host_state.is_none_or(|s| s.eq_ignore_ascii_case("Up"));
-    let mut rows: Vec<&Created<HostFacts>> = state
-        .infrastructure
-        .hosts
-        .values()
-        .filter(|h| {
-            let f = &h.facts;
+    let used = state.compute.host_allocations();
+    page_of(
+        paging,
+        "host",
+        state.infrastructure.hosts.values(),
+        |f| f.host_id,
+        |f| {
             type_matches
                 && state_matches
-                && id.is_none_or(|id| f.host_id == id)
-                && name.is_none_or(|n| f.name.eq_ignore_ascii_case(n))
-                && zone.is_none_or(|z| f.zone_id == z)
+                && common.admits(f.host_id, &f.name, f.zone_id)
                 && pod.is_none_or(|p| f.pod_id == p)
                 && cluster.is_none_or(|c| f.cluster_id == c)
                 && resource_state.is_none_or(|r| f.resource_state.eq_ignore_ascii_case(r))
                 && hypervisor.is_none_or(|x| f.hypervisor.eq_ignore_ascii_case(x))
-                && keyword_matches(keyword, &[&f.name])
-        })
-        .collect();
-    rows.sort_by_key(|h| (h.created, h.facts.host_id));
-    let used = state.compute.host_allocations();
-    let items = rows
-        .into_iter()
-        .map(|h| {
+        },
+        |h| {
             let u = used.get(&h.facts.host_id).copied().unwrap_or_default();
             host_json(&state, h, u)
-        })
-        .collect();
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "host",
-        count,
-        items,
-    })
+        },
+    )
 }
 
 async fn list_clusters(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
     let paging = Paging::for_call(call, &state)?;
-    let id = call.uuid("id")?;
-    let name = call.str("name");
-    let zone = call.uuid("zoneid")?;
+    let common = ListFilter::from_call(call)?;
     let pod = call.uuid("podid")?;
     let hypervisor = call.str("hypervisor");
     let cluster_type = call.str("clustertype");
@@ -819,59 +848,38 @@ async fn list_clusters(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let managed = call
         .str("managedstate")
         .is_none_or(|m| m.eq_ignore_ascii_case("Managed"));
-    let keyword = call.str("keyword");
-    let mut rows: Vec<&Created<ClusterFacts>> = state
-        .infrastructure
-        .clusters
-        .values()
-        .filter(|c| {
-            let f = &c.facts;
+    page_of(
+        paging,
+        "cluster",
+        state.infrastructure.clusters.values(),
+        |f| f.cluster_id,
+        |f| {
             managed
-                && id.is_none_or(|id| f.cluster_id == id)
-                && name.is_none_or(|n| f.name.eq_ignore_ascii_case(n))
-                && zone.is_none_or(|z| f.zone_id == z)
+                && common.admits(f.cluster_id, &f.name, f.zone_id)
                 && pod.is_none_or(|p| f.pod_id == p)
                 && hypervisor.is_none_or(|h| f.hypervisor.eq_ignore_ascii_case(h))
                 && cluster_type.is_none_or(|t| f.cluster_type.eq_ignore_ascii_case(t))
                 && allocation.is_none_or(|a| f.allocation_state.eq_ignore_ascii_case(a))
-                && keyword_matches(keyword, &[&f.name])
-        })
-        .collect();
-    rows.sort_by_key(|c| (c.created, c.facts.cluster_id));
-    let items = rows.into_iter().map(|c| cluster_json(&state, c)).collect();
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "cluster",
-        count,
-        items,
-    })
+        },
+        |c| cluster_json(&state, c),
+    )
 }
 
 async fn list_pods(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
     let paging = Paging::for_call(call, &state)?;
-    let id = call.uuid("id")?;
-    let name = call.str("name");
-    let zone = call.uuid("zoneid")?;
+    let common = ListFilter::from_call(call)?;
     let allocation = call.str("allocationstate");
-    let keyword = call.str("keyword");
-    let mut rows: Vec<_> = state
-        .infrastructure
-        .pods
-        .values()
-        .filter(|p| {
-            let f = &p.facts;
-            id.is_none_or(|id| f.pod_id == id)
-                && name.is_none_or(|n| f.name.eq_ignore_ascii_case(n))
-                && zone.is_none_or(|z| f.zone_id == z)
+    page_of(
+        paging,
+        "pod",
+        state.infrastructure.pods.values(),
+        |f| f.pod_id,
+        |f| {
+            common.admits(f.pod_id, &f.name, f.zone_id)
                 && allocation.is_none_or(|a| f.allocation_state.eq_ignore_ascii_case(a))
-                && keyword_matches(keyword, &[&f.name])
-        })
-        .collect();
-    rows.sort_by_key(|p| (p.created, p.facts.pod_id));
-    let items = rows
-        .into_iter()
-        .map(|p| {
+        },
+        |p| {
             let f = &p.facts;
             json!({
                 "id": f.pod_id,
@@ -884,14 +892,8 @@ async fn list_pods(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                 "endip": f.end_ip,
                 "allocationstate": f.allocation_state,
             })
-        })
-        .collect();
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "pod",
-        count,
-        items,
-    })
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1016,32 +1018,26 @@ async fn maintenance(ctx: &Ctx, call: &Call, enter: bool) -> Result<Reply, ApiEr
             format!("cancelling maintenance of host {name}"),
         )
     };
-    Ok(Reply::Async(AsyncWork {
-        instance_type: Some("Host"),
-        instance_id: Some(id),
-        event_type,
-        description,
-        create_id: None,
-        run: Box::new(move |job| {
-            async move {
-                job.ctx
-                    .decide(ALLOCATION, |state| {
-                        let host = HostLifecycle {
-                            host: change(state, id)?,
-                        };
-                        let body = if enter {
-                            HostEvent::MaintenancePrepare(host)
-                        } else {
-                            HostEvent::MaintenanceCancel(host)
-                        };
-                        Ok(vec![job.event(EventBody::Host(body))])
-                    })
-                    .await?;
-                host_reply(&job.ctx.models.read(), id)
-            }
-            .boxed()
-        }),
-    }))
+    let meta = JobMeta::on("Host", id, event_type, description);
+    Ok(Reply::Async(meta.run(Box::new(move |job| {
+        async move {
+            job.ctx
+                .decide(ALLOCATION, |state| {
+                    let host = HostLifecycle {
+                        host: change(state, id)?,
+                    };
+                    let body = if enter {
+                        HostEvent::MaintenancePrepare(host)
+                    } else {
+                        HostEvent::MaintenanceCancel(host)
+                    };
+                    Ok(vec![job.event(EventBody::Host(body))])
+                })
+                .await?;
+            host_reply(&job.ctx.models.read(), id)
+        }
+        .boxed()
+    }))))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1116,12 +1112,7 @@ async fn list_capacity(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             }));
         }
     }
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "capacity",
-        count,
-        items,
-    })
+    page(paging, "capacity", items)
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@
 
 use compact_str::CompactString;
 use engine::event::storage::{
-    IsoAttachment, IsoFacts, IsoLifecycle, TemplateCopied, TemplateFacts, TemplateLifecycle,
+    IsoAttachment, IsoCopied, IsoFacts, IsoLifecycle, TemplateCopied, TemplateFacts,
+    TemplateLifecycle,
 };
 use engine::event::{EventBody, IsoEvent, TemplateEvent};
 use futures::FutureExt;
 use projections::State;
 use projections::compute::VmState;
-use projections::storage::{IsoRow, TemplateRow, VolumeStateName};
+use projections::storage::{ImageRow, IsoRow, TemplateRow, VolumeStateName};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ use crate::commands::date;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::jobs::AsyncWork;
+use crate::jobs::{AsyncWork, JobMeta};
 use crate::protocol::params::parse_list;
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamType as T, ResponseField, Role, Roles, field, param, required,
@@ -925,18 +926,15 @@ fn existing_zone(state: &State, id: Uuid) -> Result<(), ApiError> {
     }
 }
 
-/// The zones an image with these zones is listed in: a cross-zone image is in every zone.
-fn image_zones(
-    state: &State,
-    cross_zone: bool,
-    zones: &std::collections::BTreeSet<Uuid>,
-) -> Vec<Uuid> {
-    if cross_zone {
+/// The zones an image is listed in: a cross-zone image is in every zone.
+fn image_zones<F: Image>(state: &State, row: &ImageRow<F>) -> Vec<Uuid> {
+    if cross_zone(row) {
         let mut all: Vec<_> = state.catalog.zones.values().collect();
         all.sort_by_key(|z| (z.created, z.facts.zone_id));
         all.into_iter().map(|z| z.facts.zone_id).collect()
     } else {
-        let mut listed: Vec<_> = zones
+        let mut listed: Vec<_> = row
+            .zones
             .iter()
             .filter_map(|z| state.catalog.zones.get(z))
             .collect();
@@ -1062,25 +1060,309 @@ fn zone_name(state: &State, id: Uuid) -> Option<CompactString> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Templates
+// What templates and ISOs share
 
-fn template_ownership(row: &TemplateRow) -> Ownership {
-    Ownership {
-        account_id: row.facts.account_id,
-        domain_id: row.facts.domain_id,
-        is_public: row.facts.is_public,
-        is_featured: row.facts.is_featured,
+/// What differs between templates and ISOs for registering, listing and deleting them.
+trait Image: Clone + 'static {
+    /// The reply key (`template`, `iso`).
+    const KEY: &'static str;
+    /// The word for one in messages (`template`, `ISO`).
+    const WHAT: &'static str;
+    /// The same word starting a sentence (`Template`, `ISO`).
+    const TITLE: &'static str;
+    fn row(state: &State, id: Uuid) -> Option<&ImageRow<Self>>;
+    fn rows(state: &State) -> impl Iterator<Item = &ImageRow<Self>>;
+    fn id(&self) -> Uuid;
+    fn name(&self) -> &str;
+    /// The zone it was registered in; `None` for a cross-zone image.
+    fn zone_id(&self) -> Option<Uuid>;
+    /// The same image in `zone`: the payload of a per-zone event.
+    fn in_zone(&self, zone: Uuid) -> Self;
+    fn ownership(&self) -> Ownership;
+    fn create_event(self) -> EventBody;
+    fn copy_event(self, source_zone_id: Uuid) -> EventBody;
+    fn delete_event(self) -> EventBody;
+    /// The image in one zone, as CloudStack shows it.
+    fn json(state: &State, row: &ImageRow<Self>, zone: Option<Uuid>) -> Value;
+}
+
+/// [`Image`] for the facts of templates or ISOs: the two differ only in names.
+macro_rules! image {
+    ($facts:ident {
+        table: $table:ident,
+        id: $id:ident,
+        json: $json:ident,
+        key: $key:literal,
+        what: $what:literal,
+        title: $title:literal,
+        event: $variant:ident($event:ident),
+        lifecycle: $lifecycle:ident { $field:ident },
+        copied: $copied:ident,
+    }) => {
+        impl Image for $facts {
+            const KEY: &'static str = $key;
+            const WHAT: &'static str = $what;
+            const TITLE: &'static str = $title;
+            fn row(state: &State, id: Uuid) -> Option<&ImageRow<Self>> {
+                state.storage.$table.get(&id)
+            }
+            fn rows(state: &State) -> impl Iterator<Item = &ImageRow<Self>> {
+                state.storage.$table.values()
+            }
+            fn id(&self) -> Uuid {
+                self.$id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn zone_id(&self) -> Option<Uuid> {
+                self.zone_id
+            }
+            fn in_zone(&self, zone: Uuid) -> Self {
+                $facts {
+                    zone_id: Some(zone),
+                    ..self.clone()
+                }
+            }
+            fn ownership(&self) -> Ownership {
+                Ownership {
+                    account_id: self.account_id,
+                    domain_id: self.domain_id,
+                    is_public: self.is_public,
+                    is_featured: self.is_featured,
+                }
+            }
+            fn create_event(self) -> EventBody {
+                EventBody::$variant($event::Create($lifecycle { $field: self }))
+            }
+            fn copy_event(self, source_zone_id: Uuid) -> EventBody {
+                EventBody::$variant($event::Copy($copied {
+                    $field: self,
+                    source_zone_id,
+                }))
+            }
+            fn delete_event(self) -> EventBody {
+                EventBody::$variant($event::Delete($lifecycle { $field: self }))
+            }
+            fn json(state: &State, row: &ImageRow<Self>, zone: Option<Uuid>) -> Value {
+                $json(state, row, zone)
+            }
+        }
+    };
+}
+
+image!(TemplateFacts {
+    table: templates,
+    id: template_id,
+    json: template_json,
+    key: "template",
+    what: "template",
+    title: "Template",
+    event: Template(TemplateEvent),
+    lifecycle: TemplateLifecycle { template },
+    copied: TemplateCopied,
+});
+
+image!(IsoFacts {
+    table: isos,
+    id: iso_id,
+    json: iso_json,
+    key: "iso",
+    what: "ISO",
+    title: "ISO",
+    event: Iso(IsoEvent),
+    lifecycle: IsoLifecycle { iso },
+    copied: IsoCopied,
+});
+
+fn cross_zone<F: Image>(row: &ImageRow<F>) -> bool {
+    row.facts.zone_id().is_none()
+}
+
+fn existing<F: Image>(state: &State, id: Uuid) -> Result<&ImageRow<F>, ApiError> {
+    F::row(state, id)
+        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find {} by id {id}", F::WHAT)))
+}
+
+fn written<F: Image>(state: &State, id: Uuid) -> Result<&ImageRow<F>, ApiError> {
+    F::row(state, id).ok_or_else(|| {
+        ApiError::internal(format!("{} {id} vanished after it was written", F::WHAT))
+    })
+}
+
+/// `registerTemplate` and `registerIso` once the parameters are read: `facts` makes the image
+/// of id `id` for its owner (account, domain) and first zone (`None`: every zone), after the
+/// limit checks (CloudStack counts ISOs against the template limit too). There is one usage
+/// record per zone: the image is created in the first zone and copied to the others. The
+/// reply is every zone's item of the image.
+async fn register<F: Image>(
+    ctx: &Ctx,
+    call: &Call,
+    id: Uuid,
+    facts: impl Fn(Uuid, Uuid, Option<Uuid>) -> F,
+) -> Result<Reply, ApiError> {
+    ctx.decide(ALLOCATION, |state| {
+        let (account_id, domain_id) = owner(call, state)?;
+        let zones = registration_zones(call, state)?;
+        check_limit(state, account_id, ResourceType::Template, 1)?;
+        check_limit(
+            state,
+            account_id,
+            ResourceType::SecondaryStorage,
+            gib(REGISTERED_IMAGE_SIZE),
+        )?;
+        let facts = facts(
+            account_id,
+            domain_id,
+            zones.as_ref().and_then(|z| z.first().copied()),
+        );
+        let source_zone = facts.zone_id();
+        let mut events = vec![call.event(facts.clone().create_event())];
+        if let (Some(zones), Some(source)) = (zones, source_zone) {
+            for zone in zones.into_iter().skip(1) {
+                events.push(call.event(facts.in_zone(zone).copy_event(source)));
+            }
+        }
+        Ok(events)
+    })
+    .await?;
+    let state = ctx.models.read();
+    let row = written::<F>(&state, id)?;
+    let items: Vec<Value> = image_zones(&state, row)
+        .into_iter()
+        .map(|z| F::json(&state, row, Some(z)))
+        .collect();
+    Ok(Reply::List {
+        key: F::KEY,
+        count: items.len(),
+        items,
+    })
+}
+
+/// `listTemplates` and `listIsos` once the paging and the filter are read: the image `id`
+/// names (refused with `unknown` when there is none), or those passing the filter, among those
+/// `matches` admits; one item per zone (the first only with `showunique`), oldest first.
+fn list_images<F: Image>(
+    state: &State,
+    call: &Call,
+    paging: Paging,
+    filter: Filter,
+    unknown: impl FnOnce(Uuid) -> ApiError,
+    matches: impl Fn(&F) -> bool,
+) -> Result<Reply, ApiError> {
+    let scope = ListScope::from_call(call, state, false)?;
+    let id = call.uuid("id")?;
+    let name = call.str("name");
+    let zone = call.uuid("zoneid")?;
+    let keyword = call.str("keyword");
+    let unique = call.flag("showunique");
+    if let Some(id) = id {
+        let row = F::row(state, id).ok_or_else(|| unknown(id))?;
+        if !may_see(state, &call.caller, &row.facts.ownership()) {
+            return Err(no_permission(state, &call.caller, F::WHAT, id));
+        }
+    }
+    let mut rows: Vec<&ImageRow<F>> = F::rows(state)
+        .filter(|row| match id {
+            Some(id) => row.facts.id() == id,
+            None => passes(state, call, scope, filter, &row.facts.ownership()),
+        })
+        .filter(|row| {
+            let f = &row.facts;
+            name.is_none_or(|n| f.name().eq_ignore_ascii_case(n))
+                && matches(f)
+                && keyword_matches(keyword, &[f.name()])
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.created, r.facts.id()));
+    let mut items = Vec::new();
+    for row in rows {
+        let zones = image_zones(state, row)
+            .into_iter()
+            .filter(|z| zone.is_none_or(|wanted| *z == wanted));
+        for z in zones {
+            items.push(F::json(state, row, Some(z)));
+            if unique {
+                break;
+            }
+        }
+    }
+    let (count, items) = paging.apply(items);
+    Ok(Reply::List {
+        key: F::KEY,
+        count,
+        items,
+    })
+}
+
+/// The zones a deletion removes a zoned image from: `zone`, which must hold it, else all of
+/// them.
+fn zones_to_delete<F: Image>(
+    state: &State,
+    row: &ImageRow<F>,
+    zone: Option<Uuid>,
+) -> Result<Vec<Uuid>, ApiError> {
+    match zone {
+        Some(z) if row.zones.contains(&z) => Ok(vec![z]),
+        Some(z) => {
+            existing_zone(state, z)?;
+            Err(ApiError::invalid_param(format!(
+                "{} {} is not in zone {z}",
+                F::TITLE,
+                row.facts.id()
+            )))
+        }
+        None => Ok(row.zones.iter().copied().collect()),
     }
 }
 
-fn template_cross_zone(row: &TemplateRow) -> bool {
-    row.facts.zone_id.is_none()
+/// The delete payloads of a deletion from `zones`: one per zone, so usage closes each zone's
+/// record; one without zone for a cross-zone image.
+fn deleted<F: Image>(row: &ImageRow<F>, zones: Vec<Uuid>) -> Vec<F> {
+    if cross_zone(row) {
+        return vec![row.facts.clone()];
+    }
+    zones.into_iter().map(|z| row.facts.in_zone(z)).collect()
 }
 
-/// The zones a template is listed in.
-fn template_zones(state: &State, row: &TemplateRow) -> Vec<Uuid> {
-    image_zones(state, template_cross_zone(row), &row.zones)
+/// `deleteTemplate` and `deleteIso`: `deletion` (the payloads, after the checks) is checked at
+/// once, then decided again by the job.
+async fn delete_image<F: Image + Send>(
+    ctx: &Ctx,
+    id: Uuid,
+    instance_type: &'static str,
+    event_type: &'static str,
+    deletion: impl Fn(&State) -> Result<Vec<F>, ApiError> + Send + Sync + 'static,
+) -> Result<Reply, ApiError> {
+    let name = {
+        let state = ctx.models.read();
+        deletion(&state)?;
+        existing::<F>(&state, id)?.facts.name().to_owned()
+    };
+    let meta = JobMeta::on(
+        instance_type,
+        id,
+        event_type,
+        format!("deleting {} {name}", F::WHAT),
+    );
+    Ok(Reply::Async(meta.run(Box::new(move |job| {
+        async move {
+            job.ctx
+                .decide(ALLOCATION, |state| {
+                    Ok(deletion(state)?
+                        .into_iter()
+                        .map(|facts| job.event(facts.delete_event()))
+                        .collect())
+                })
+                .await?;
+            Ok(Reply::success())
+        }
+        .boxed()
+    }))))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Templates
 
 /// A template in one zone, as CloudStack shows it.
 pub fn template_json(state: &State, row: &TemplateRow, zone: Option<Uuid>) -> Value {
@@ -1114,7 +1396,7 @@ pub fn template_json(state: &State, row: &TemplateRow, zone: Option<Uuid>) -> Va
         "domain": domain_name(state, t.domain_id),
         "created": date(row.created),
         "templatetype": template_type,
-        "crossZones": template_cross_zone(row),
+        "crossZones": cross_zone(row),
         "passwordenabled": false,
         "isextractable": false,
         "sshkeyenabled": false,
@@ -1138,38 +1420,13 @@ fn source_template(state: &State, t: &TemplateFacts) -> Option<Uuid> {
     state.storage.volumes.get(&volume)?.facts.template_id
 }
 
-/// Every zone's item of a template (the reply of `registerTemplate`).
-fn template_items(state: &State, id: Uuid) -> Result<Vec<Value>, ApiError> {
-    let row = written_template(state, id)?;
-    Ok(template_zones(state, row)
-        .into_iter()
-        .map(|z| template_json(state, row, Some(z)))
-        .collect())
-}
-
-fn written_template(state: &State, id: Uuid) -> Result<&TemplateRow, ApiError> {
-    state
-        .storage
-        .templates
-        .get(&id)
-        .ok_or_else(|| ApiError::internal(format!("template {id} vanished after it was written")))
-}
-
-fn existing_template(state: &State, id: Uuid) -> Result<&TemplateRow, ApiError> {
-    state
-        .storage
-        .templates
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find template by id {id}")))
-}
-
 /// A template the caller may change: their own (or, for admins, one they may act for).
 fn own_template<'s>(
     state: &'s State,
     caller: &Caller,
     id: Uuid,
 ) -> Result<&'s TemplateRow, ApiError> {
-    let row = existing_template(state, id)?;
+    let row = existing::<TemplateFacts>(state, id)?;
     if !caller.may_access(state, row.facts.account_id, row.facts.domain_id) {
         return Err(no_permission(state, caller, "template", id));
     }
@@ -1186,23 +1443,14 @@ async fn register_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         os_type_param(call, "ostypeid")?.unwrap_or_else(|| os_type_id(DEFAULT_OS_TYPE));
     unsupported_flags(call, &["passwordenabled", "isextractable"])?;
     let template_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let (account_id, domain_id) = owner(call, state)?;
-        let zones = registration_zones(call, state)?;
-        check_limit(state, account_id, ResourceType::Template, 1)?;
-        check_limit(
-            state,
-            account_id,
-            ResourceType::SecondaryStorage,
-            gib(REGISTERED_IMAGE_SIZE),
-        )?;
-        let facts = TemplateFacts {
+    register(ctx, call, template_id, |account_id, domain_id, zone_id| {
+        TemplateFacts {
             template_id,
             name: name.as_str().into(),
             display_text: display_text.clone(),
             account_id,
             domain_id,
-            zone_id: zones.as_ref().and_then(|z| z.first().copied()),
+            zone_id,
             format: format.clone(),
             hypervisor: hypervisor.clone(),
             os_type_id: Some(os_type_id),
@@ -1213,97 +1461,24 @@ async fn register_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             url: Some(url.clone()),
             source_volume_id: None,
             source_snapshot_id: None,
-        };
-        let source_zone = facts.zone_id;
-        let mut events = vec![call.event(EventBody::Template(TemplateEvent::Create(
-            TemplateLifecycle {
-                template: facts.clone(),
-            },
-        )))];
-        // One usage record per zone: the other zones get the template as a copy.
-        if let (Some(zones), Some(source)) = (zones, source_zone) {
-            for zone in zones.into_iter().skip(1) {
-                events.push(
-                    call.event(EventBody::Template(TemplateEvent::Copy(TemplateCopied {
-                        template: TemplateFacts {
-                            zone_id: Some(zone),
-                            ..facts.clone()
-                        },
-                        source_zone_id: source,
-                    }))),
-                );
-            }
         }
-        Ok(events)
     })
-    .await?;
-    let state = ctx.models.read();
-    let items = template_items(&state, template_id)?;
-    Ok(Reply::List {
-        key: "template",
-        count: items.len(),
-        items,
-    })
+    .await
 }
 
 async fn list_templates(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let state = ctx.models.read();
     let paging = Paging::for_call(call, &state)?;
     let filter = parse_filter(call, "templatefilter", call.required("templatefilter")?)?;
-    let scope = ListScope::from_call(call, &state, false)?;
-    let id = call.uuid("id")?;
-    let name = call.str("name");
-    let zone = call.uuid("zoneid")?;
     let hypervisor = call.str("hypervisor");
-    let keyword = call.str("keyword");
-    let unique = call.flag("showunique");
-    if let Some(id) = id {
-        let row = state
-            .storage
-            .templates
-            .get(&id)
-            .ok_or_else(|| ApiError::invalid_param("Please specify a valid template ID."))?;
-        if !may_see(&state, &call.caller, &template_ownership(row)) {
-            return Err(no_permission(&state, &call.caller, "template", id));
-        }
-    }
-    let mut rows: Vec<&TemplateRow> = state
-        .storage
-        .templates
-        .values()
-        .filter(|row| {
-            let t = &row.facts;
-            match id {
-                Some(id) => t.template_id == id,
-                None => passes(&state, call, scope, filter, &template_ownership(row)),
-            }
-        })
-        .filter(|row| {
-            let t = &row.facts;
-            name.is_none_or(|n| t.name.eq_ignore_ascii_case(n))
-                && hypervisor.is_none_or(|h| t.hypervisor.eq_ignore_ascii_case(h))
-                && keyword_matches(keyword, &[&t.name])
-        })
-        .collect();
-    rows.sort_by_key(|r| (r.created, r.facts.template_id));
-    let mut items = Vec::new();
-    for row in rows {
-        let zones = template_zones(&state, row)
-            .into_iter()
-            .filter(|z| zone.is_none_or(|wanted| *z == wanted));
-        for z in zones {
-            items.push(template_json(&state, row, Some(z)));
-            if unique {
-                break;
-            }
-        }
-    }
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "template",
-        count,
-        items,
-    })
+    list_images(
+        &state,
+        call,
+        paging,
+        filter,
+        |_| ApiError::invalid_param("Please specify a valid template ID."),
+        |t: &TemplateFacts| hypervisor.is_none_or(|h| t.hypervisor.eq_ignore_ascii_case(h)),
+    )
 }
 
 async fn update_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
@@ -1340,8 +1515,8 @@ async fn update_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     })
     .await?;
     let state = ctx.models.read();
-    let row = written_template(&state, id)?;
-    let zone = template_zones(&state, row).first().copied();
+    let row = written::<TemplateFacts>(&state, id)?;
+    let zone = image_zones(&state, row).first().copied();
     Ok(Reply::Object {
         key: "template",
         value: template_json(&state, row, zone),
@@ -1358,18 +1533,12 @@ fn template_deletion(
     forced: bool,
 ) -> Result<Vec<TemplateFacts>, ApiError> {
     let row = own_template(state, caller, id)?;
-    let cross_zone = template_cross_zone(row);
-    let zones: Vec<Uuid> = match zone {
-        // CloudStack deletes a cross-zone template from every zone, whatever zoneid says.
-        _ if cross_zone => vec![],
-        Some(z) if row.zones.contains(&z) => vec![z],
-        Some(z) => {
-            existing_zone(state, z)?;
-            return Err(ApiError::invalid_param(format!(
-                "Template {id} is not in zone {z}"
-            )));
-        }
-        None => row.zones.iter().copied().collect(),
+    let cross_zone = cross_zone(row);
+    // CloudStack deletes a cross-zone template from every zone, whatever zoneid says.
+    let zones = if cross_zone {
+        vec![]
+    } else {
+        zones_to_delete(state, row, zone)?
     };
     if !forced {
         let users: Vec<String> = state
@@ -1388,54 +1557,18 @@ fn template_deletion(
             )));
         }
     }
-    if cross_zone {
-        return Ok(vec![row.facts.clone()]);
-    }
-    Ok(zones
-        .into_iter()
-        .map(|z| TemplateFacts {
-            zone_id: Some(z),
-            ..row.facts.clone()
-        })
-        .collect())
+    Ok(deleted(row, zones))
 }
 
 async fn delete_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let zone = call.uuid("zoneid")?;
     let forced = call.flag("forced");
-    let name = {
-        let state = ctx.models.read();
-        template_deletion(&state, &call.caller, id, zone, forced)?;
-        existing_template(&state, id)?.facts.name.clone()
-    };
     let caller = call.caller.clone();
-    Ok(Reply::Async(AsyncWork {
-        instance_type: Some("Template"),
-        instance_id: Some(id),
-        event_type: "TEMPLATE.DELETE",
-        description: format!("deleting template {name}"),
-        create_id: None,
-        run: Box::new(move |job| {
-            async move {
-                job.ctx
-                    .decide(ALLOCATION, |state| {
-                        let facts = template_deletion(state, &caller, id, zone, forced)?;
-                        Ok(facts
-                            .into_iter()
-                            .map(|template| {
-                                job.event(EventBody::Template(TemplateEvent::Delete(
-                                    TemplateLifecycle { template },
-                                )))
-                            })
-                            .collect())
-                    })
-                    .await?;
-                Ok(Reply::success())
-            }
-            .boxed()
-        }),
-    }))
+    delete_image(ctx, id, "Template", "TEMPLATE.DELETE", move |state| {
+        template_deletion(state, &caller, id, zone, forced)
+    })
+    .await
 }
 
 /// The zones a copy goes to, after the checks; empty when the template is in all of them
@@ -1448,7 +1581,7 @@ fn template_copy(
     destinations: &[Uuid],
 ) -> Result<(TemplateFacts, Uuid, Vec<Uuid>), ApiError> {
     let row = own_template(state, caller, id)?;
-    if template_cross_zone(row) {
+    if cross_zone(row) {
         return Err(ApiError::invalid_param(format!(
             "Template {id} is cross-zone: it is in every zone already"
         )));
@@ -1544,7 +1677,7 @@ async fn copy_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
                     })
                     .await?;
                 let state = job.ctx.models.read();
-                let row = written_template(&state, id)?;
+                let row = written::<TemplateFacts>(&state, id)?;
                 Ok(Reply::Object {
                     key: "template",
                     value: template_json(&state, row, destinations.first().copied()),
@@ -1710,7 +1843,7 @@ async fn create_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         run: Box::new(move |job| {
             async move {
                 let state = job.ctx.models.read();
-                let row = existing_template(&state, template_id)?;
+                let row = existing::<TemplateFacts>(&state, template_id)?;
                 let zone = row.facts.zone_id;
                 Ok(Reply::Object {
                     key: "template",
@@ -1724,23 +1857,6 @@ async fn create_template(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 
 // ---------------------------------------------------------------------------------------------
 // ISOs
-
-fn iso_ownership(row: &IsoRow) -> Ownership {
-    Ownership {
-        account_id: row.facts.account_id,
-        domain_id: row.facts.domain_id,
-        is_public: row.facts.is_public,
-        is_featured: row.facts.is_featured,
-    }
-}
-
-fn iso_cross_zone(row: &IsoRow) -> bool {
-    row.facts.zone_id.is_none()
-}
-
-fn iso_zones(state: &State, row: &IsoRow) -> Vec<Uuid> {
-    image_zones(state, iso_cross_zone(row), &row.zones)
-}
 
 /// An ISO in one zone, as CloudStack shows it.
 pub fn iso_json(state: &State, row: &IsoRow, zone: Option<Uuid>) -> Value {
@@ -1765,19 +1881,11 @@ pub fn iso_json(state: &State, row: &IsoRow, zone: Option<Uuid>) -> Value {
         "domainid": i.domain_id,
         "domain": domain_name(state, i.domain_id),
         "created": date(row.created),
-        "crossZones": iso_cross_zone(row),
+        "crossZones": cross_zone(row),
         "isextractable": false,
         "url": i.url,
         "tags": tags_json(state, i.iso_id),
     })
-}
-
-fn existing_iso(state: &State, id: Uuid) -> Result<&IsoRow, ApiError> {
-    state
-        .storage
-        .isos
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find ISO by id {id}")))
 }
 
 async fn register_iso(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
@@ -1793,65 +1901,23 @@ async fn register_iso(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     }
     unsupported_flags(call, &["isextractable"])?;
     let iso_id = Uuid::new_v4();
-    ctx.decide(ALLOCATION, |state| {
-        let (account_id, domain_id) = owner(call, state)?;
-        let zones = registration_zones(call, state)?;
-        // CloudStack counts ISOs against the template limit too.
-        check_limit(state, account_id, ResourceType::Template, 1)?;
-        check_limit(
-            state,
-            account_id,
-            ResourceType::SecondaryStorage,
-            gib(REGISTERED_IMAGE_SIZE),
-        )?;
-        let facts = IsoFacts {
+    register(ctx, call, iso_id, |account_id, domain_id, zone_id| {
+        IsoFacts {
             iso_id,
             name: name.as_str().into(),
             display_text: display_text.clone(),
             account_id,
             domain_id,
-            zone_id: zones.as_ref().and_then(|z| z.first().copied()),
+            zone_id,
             os_type_id: os,
             size: REGISTERED_IMAGE_SIZE,
             is_public: call.flag("ispublic"),
             is_featured: featured(call),
             bootable,
             url: Some(url.clone()),
-        };
-        let source_zone = facts.zone_id;
-        let mut events = vec![call.event(EventBody::Iso(IsoEvent::Create(IsoLifecycle {
-            iso: facts.clone(),
-        })))];
-        if let (Some(zones), Some(source)) = (zones, source_zone) {
-            for zone in zones.into_iter().skip(1) {
-                events.push(call.event(EventBody::Iso(IsoEvent::Copy(
-                    engine::event::storage::IsoCopied {
-                        iso: IsoFacts {
-                            zone_id: Some(zone),
-                            ..facts.clone()
-                        },
-                        source_zone_id: source,
-                    },
-                ))));
-            }
         }
-        Ok(events)
     })
-    .await?;
-    let state = ctx.models.read();
-    let row =
-        state.storage.isos.get(&iso_id).ok_or_else(|| {
-            ApiError::internal(format!("ISO {iso_id} vanished after it was written"))
-        })?;
-    let items: Vec<Value> = iso_zones(&state, row)
-        .into_iter()
-        .map(|z| iso_json(&state, row, Some(z)))
-        .collect();
-    Ok(Reply::List {
-        key: "iso",
-        count: items.len(),
-        items,
-    })
+    .await
 }
 
 async fn list_isos(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
@@ -1862,63 +1928,22 @@ async fn list_isos(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         "isofilter",
         call.str("isofilter").unwrap_or("selfexecutable"),
     )?;
-    let scope = ListScope::from_call(call, &state, false)?;
-    let id = call.uuid("id")?;
-    let name = call.str("name");
-    let zone = call.uuid("zoneid")?;
     let bootable = call.bool_opt("bootable");
     let public = call.bool_opt("ispublic");
-    let keyword = call.str("keyword");
-    let unique = call.flag("showunique");
-    if let Some(id) = id {
-        let row = existing_iso(&state, id)?;
-        if !may_see(&state, &call.caller, &iso_ownership(row)) {
-            return Err(no_permission(&state, &call.caller, "ISO", id));
-        }
-    }
     // Every ISO is ready at once: asking for ISOs not ready finds none.
-    if call.bool_opt("isready") == Some(false) {
-        return Ok(Reply::List {
-            key: "iso",
-            count: 0,
-            items: vec![],
-        });
-    }
-    let mut rows: Vec<&IsoRow> = state
-        .storage
-        .isos
-        .values()
-        .filter(|row| match id {
-            Some(id) => row.facts.iso_id == id,
-            None => passes(&state, call, scope, filter, &iso_ownership(row)),
-        })
-        .filter(|row| {
-            let i = &row.facts;
-            name.is_none_or(|n| i.name.eq_ignore_ascii_case(n))
+    let ready = call.bool_opt("isready") != Some(false);
+    list_images(
+        &state,
+        call,
+        paging,
+        filter,
+        |id| ApiError::invalid_param(format!("Unable to find ISO by id {id}")),
+        |i: &IsoFacts| {
+            ready
                 && bootable.is_none_or(|b| i.bootable == b)
                 && public.is_none_or(|p| i.is_public == p)
-                && keyword_matches(keyword, &[&i.name])
-        })
-        .collect();
-    rows.sort_by_key(|r| (r.created, r.facts.iso_id));
-    let mut items = Vec::new();
-    for row in rows {
-        for z in iso_zones(&state, row)
-            .into_iter()
-            .filter(|z| zone.is_none_or(|wanted| *z == wanted))
-        {
-            items.push(iso_json(&state, row, Some(z)));
-            if unique {
-                break;
-            }
-        }
-    }
-    let (count, items) = paging.apply(items);
-    Ok(Reply::List {
-        key: "iso",
-        count,
-        items,
-    })
+        },
+    )
 }
 
 /// The ISO.DELETE payloads of a deletion (one per zone), after the checks.
@@ -1928,7 +1953,7 @@ fn iso_deletion(
     id: Uuid,
     zone: Option<Uuid>,
 ) -> Result<Vec<IsoFacts>, ApiError> {
-    let row = existing_iso(state, id)?;
+    let row = existing::<IsoFacts>(state, id)?;
     if !caller.may_access(state, row.facts.account_id, row.facts.domain_id) {
         return Err(no_permission(state, caller, "ISO", id));
     }
@@ -1945,60 +1970,22 @@ fn iso_deletion(
             attached.join(", ")
         )));
     }
-    if iso_cross_zone(row) {
-        return Ok(vec![row.facts.clone()]);
-    }
-    let zones: Vec<Uuid> = match zone {
-        Some(z) if row.zones.contains(&z) => vec![z],
-        Some(z) => {
-            existing_zone(state, z)?;
-            return Err(ApiError::invalid_param(format!(
-                "ISO {id} is not in zone {z}"
-            )));
-        }
-        None => row.zones.iter().copied().collect(),
+    let zones = if cross_zone(row) {
+        vec![]
+    } else {
+        zones_to_delete(state, row, zone)?
     };
-    Ok(zones
-        .into_iter()
-        .map(|z| IsoFacts {
-            zone_id: Some(z),
-            ..row.facts.clone()
-        })
-        .collect())
+    Ok(deleted(row, zones))
 }
 
 async fn delete_iso(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     let zone = call.uuid("zoneid")?;
     let caller = call.caller.clone();
-    let name = {
-        let state = ctx.models.read();
-        iso_deletion(&state, &caller, id, zone)?;
-        existing_iso(&state, id)?.facts.name.clone()
-    };
-    Ok(Reply::Async(AsyncWork {
-        instance_type: Some("Iso"),
-        instance_id: Some(id),
-        event_type: "ISO.DELETE",
-        description: format!("deleting ISO {name}"),
-        create_id: None,
-        run: Box::new(move |job| {
-            async move {
-                job.ctx
-                    .decide(ALLOCATION, |state| {
-                        Ok(iso_deletion(state, &caller, id, zone)?
-                            .into_iter()
-                            .map(|iso| {
-                                job.event(EventBody::Iso(IsoEvent::Delete(IsoLifecycle { iso })))
-                            })
-                            .collect())
-                    })
-                    .await?;
-                Ok(Reply::success())
-            }
-            .boxed()
-        }),
-    }))
+    delete_image(ctx, id, "Iso", "ISO.DELETE", move |state| {
+        iso_deletion(state, &caller, id, zone)
+    })
+    .await
 }
 
 /// The attachment an `attachIso` or `detachIso` records, after the checks (`iso` is `None`
@@ -2025,8 +2012,8 @@ fn iso_attachment(
     }
     let iso_id = match iso {
         Some(iso_id) => {
-            let row = existing_iso(state, iso_id)?;
-            if !may_see(state, caller, &iso_ownership(row)) {
+            let row = existing::<IsoFacts>(state, iso_id)?;
+            if !may_see(state, caller, &row.facts.ownership()) {
                 return Err(no_permission(state, caller, "ISO", iso_id));
             }
             if vm.iso_id.is_some() {
@@ -2035,7 +2022,7 @@ fn iso_attachment(
                     v.name
                 )));
             }
-            if !iso_cross_zone(row) && !row.zones.contains(&v.zone_id) {
+            if !cross_zone(row) && !row.zones.contains(&v.zone_id) {
                 return Err(ApiError::invalid_param(format!(
                     "ISO {iso_id} is not available in the zone of virtual machine {}",
                     v.name
