@@ -183,8 +183,18 @@ pub fn count(state: &State, account_id: Uuid, resource: ResourceType) -> i64 {
             .values()
             .filter(|n| n.facts.account_id == account_id)
             .count()),
-        // Public IPs and VPCs arrive with the Networking issue.
-        ResourceType::PublicIp | ResourceType::Vpc => 0,
+        ResourceType::PublicIp => n(state
+            .network
+            .public_ips
+            .values()
+            .filter(|ip| ip.facts.account_id == account_id && !ip.facts.is_system)
+            .count()),
+        ResourceType::Vpc => n(state
+            .network
+            .vpcs
+            .values()
+            .filter(|v| v.facts.account_id == account_id)
+            .count()),
     }
 }
 

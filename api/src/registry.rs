@@ -276,10 +276,18 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         discovery::COMMANDS,
         domains::COMMANDS,
         events::COMMANDS,
+        firewall_rules::COMMANDS,
         infrastructure::COMMANDS,
         jobs::COMMANDS,
         keypairs::COMMANDS,
         limits::COMMANDS,
+        load_balancers::COMMANDS,
+        nat_rules::COMMANDS,
+        networks::COMMANDS,
+        nics::COMMANDS,
+        public_ips::COMMANDS,
+        routers::COMMANDS,
+        security_groups::COMMANDS,
         session::COMMANDS,
         snapshots::COMMANDS,
         tags::COMMANDS,
@@ -287,6 +295,8 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         users::COMMANDS,
         vms::COMMANDS,
         volumes::COMMANDS,
+        vpcs::COMMANDS,
+        vpn::COMMANDS,
     ]
     .into_iter()
     .flat_map(|family| family.iter())

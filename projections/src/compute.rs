@@ -103,13 +103,16 @@ pub struct VmRow {
     pub disk_offering_id: Option<Uuid>,
 }
 
-/// A guest network (the Networking issue adds everything but the default network).
+/// A guest network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRow {
     /// Facts of the last event.
     pub facts: NetworkFacts,
     /// When it was created.
     pub created: Timestamp,
+    /// The delete request the driver has not answered yet (CloudStack shows `Shutdown`);
+    /// cleared when it fails.
+    pub deleting: Option<Uuid>,
 }
 
 /// The read model of this module.
@@ -192,6 +195,12 @@ impl Compute {
         match &*event.body {
             EventBody::Vm(vm) => self.apply_vm(vm, requested, at),
             EventBody::Driver(DriverEvent::Failed(failed)) => {
+                for network in self
+                    .networks
+                    .values_mut_where(|n| n.deleting == Some(failed.command_id))
+                {
+                    network.deleting = None;
+                }
                 let Some(pending) = orchestration.pending.get(&failed.command_id) else {
                     return;
                 };
@@ -239,6 +248,7 @@ impl Compute {
                 NetworkRow {
                     facts: e.network.clone(),
                     created: at,
+                    deleting: None,
                 },
             ),
             EventBody::Network(NetworkEvent::Update(e)) => {
@@ -247,7 +257,13 @@ impl Compute {
                 }
             }
             EventBody::Network(NetworkEvent::Delete(e)) => {
-                self.networks.remove(&e.network.network_id);
+                if requested {
+                    if let Some(row) = self.networks.get_mut(&e.network.network_id) {
+                        row.deleting = Some(event.envelope.id);
+                    }
+                } else {
+                    self.networks.remove(&e.network.network_id);
+                }
             }
             EventBody::Nic(NicEvent::Create(nic)) => self.nics.insert(
                 nic.nic_id,

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::compute::Compute;
 use crate::driver::{DriverAction, DriverCommand};
+use crate::network::Network;
+use crate::router_commands::network_command;
 use crate::storage::Storage;
 use crate::table::{PersistedTable, Table};
 
@@ -41,6 +43,10 @@ pub struct PendingCommand {
     pub request: serde_json::Value,
     /// Who asked: the result is recorded in their name.
     pub actor: Actor,
+    /// The command carries out a fact already recorded in state `Completed` (a NIC's DHCP
+    /// entry, a rule deleted while its VM was expunged) rather than a request: its success is
+    /// DRIVER.APPLIED, and no job waits for it.
+    pub fact: bool,
 }
 
 /// How a command ended, as recorded in the log.
@@ -85,9 +91,25 @@ impl Orchestration {
         [&mut self.pending, &mut self.results]
     }
 
-    /// Applies one event, after `compute` and `storage` have (they read the pending command a
-    /// result answers, so it is removed only here).
-    pub(crate) fn apply(&mut self, event: &RecordedEvent, compute: &Compute, storage: &Storage) {
+    /// Whether `event` is the result of a pending command (its type in state `Completed`, or
+    /// DRIVER.APPLIED, caused by the command).
+    pub(crate) fn answers(&self, event: &RecordedEvent) -> bool {
+        event.envelope.state == EventState::Completed
+            && event
+                .envelope
+                .causation_id
+                .is_some_and(|cause| self.pending.get(&cause).is_some())
+    }
+
+    /// Applies one event, after `compute`, `storage` and `network` have (they read the pending
+    /// command a result answers, so it is removed only here).
+    pub(crate) fn apply(
+        &mut self,
+        event: &RecordedEvent,
+        compute: &Compute,
+        storage: &Storage,
+        network: &Network,
+    ) {
         let envelope = &event.envelope;
         if let EventBody::Driver(DriverEvent::Failed(failed)) = &*event.body {
             if let Some(pending) = self.pending.remove(&failed.command_id) {
@@ -113,11 +135,38 @@ impl Orchestration {
                             job_id: pending.job_id,
                         },
                     );
+                    return;
                 }
+                // A fact that changes a router: the driver must be told, though nobody waits.
+                let Some((action, resource_type, resource_id, account_id, domain_id)) =
+                    network_command(&event.body, compute, network, true)
+                else {
+                    return;
+                };
+                self.pending.insert(
+                    envelope.id,
+                    PendingCommand {
+                        command: DriverCommand {
+                            id: envelope.id,
+                            action,
+                        },
+                        event_type: event.body.event_type().name().into(),
+                        job_id: None,
+                        resource_type: resource_type.into(),
+                        resource_id,
+                        account_id,
+                        domain_id,
+                        requested_at: envelope.position.0,
+                        request: serde_json::Value::Null,
+                        actor: envelope.actor,
+                        fact: true,
+                    },
+                );
             }
             EventState::Started => {
                 let Some((action, resource_type, resource_id, account_id, domain_id)) =
                     request(&event.body, compute, storage)
+                        .or_else(|| network_command(&event.body, compute, network, false))
                 else {
                     return;
                 };
@@ -137,6 +186,7 @@ impl Orchestration {
                         requested_at: envelope.position.0,
                         request: event.body.data_json().unwrap_or_default(),
                         actor: envelope.actor,
+                        fact: false,
                     },
                 );
             }

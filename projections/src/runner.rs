@@ -15,6 +15,7 @@ use crate::ProjectionError;
 use crate::catalog::Catalog;
 use crate::compute::Compute;
 use crate::configuration::Configuration;
+use crate::network::Network;
 use crate::event_history::EventHistory;
 use crate::identity::Identity;
 use crate::infrastructure::Infrastructure;
@@ -25,7 +26,7 @@ use crate::table::{PersistedTable, Table};
 
 /// Bumped whenever a row type or an `apply` changes meaning: a store written by another
 /// version is rebuilt from the log rather than trusted.
-const MODEL_VERSION: &str = "ledgerstack-read-models-5";
+const MODEL_VERSION: &str = "ledgerstack-read-models-6";
 const VERSION_KEY: &[u8] = b"\0model-version";
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// Persist at least this often during a long catch-up, so a crash mid-rebuild loses little.
@@ -50,6 +51,8 @@ pub struct State {
     pub compute: Compute,
     /// Volumes, snapshots, VM snapshots, templates, ISOs.
     pub storage: Storage,
+    /// Offerings, public IPs, rules, load balancers, VPNs, security groups, VPCs, routers.
+    pub network: Network,
     /// Driver commands awaiting their result.
     pub orchestration: Orchestration,
     /// Versions of the singleton streams (`identity`, `catalog`, ...) whose invariants command
@@ -71,6 +74,7 @@ impl Default for State {
             infrastructure: Infrastructure::default(),
             compute: Compute::default(),
             storage: Storage::default(),
+            network: Network::default(),
             orchestration: Orchestration::default(),
             stream_versions: Table::new("stream_versions"),
             position: Position(0),
@@ -89,6 +93,7 @@ impl State {
         tables.extend(self.infrastructure.tables());
         tables.extend(self.compute.tables());
         tables.extend(self.storage.tables());
+        tables.extend(self.network.tables());
         tables.extend(self.orchestration.tables());
         tables.push(&mut self.stream_versions);
         tables
@@ -103,8 +108,10 @@ impl State {
         self.infrastructure.apply(event);
         self.compute.apply(event, &self.orchestration);
         self.storage.apply(event, &self.orchestration);
+        let is_result = self.orchestration.answers(event);
+        self.network.apply(event, is_result);
         self.orchestration
-            .apply(event, &self.compute, &self.storage);
+            .apply(event, &self.compute, &self.storage, &self.network);
         if event.envelope.stream.id().is_none() {
             self.stream_versions
                 .insert(event.envelope.stream.to_string(), event.envelope.version);

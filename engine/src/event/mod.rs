@@ -515,10 +515,13 @@ event_catalogue! {
         ClusterAdd = 5, "CLUSTER.ADD" => ClusterLifecycle;
     }
 
-    /// Results of hypervisor commands that failed (Ledgerstack).
+    /// Results of driver commands: failures, and successes of commands that carry out facts
+    /// (Ledgerstack).
     family Driver(DriverEvent) = 37, schema 1 {
         /// A driver command failed.
         Failed = 1, "DRIVER.FAILED" => DriverFailed;
+        /// A driver command carrying out a recorded fact succeeded.
+        Applied = 2, "DRIVER.APPLIED" => DriverApplied;
     }
 
     /// SSH key pairs created and deleted (Ledgerstack; registering is REGISTER.SSH.KEYPAIR).

@@ -138,3 +138,24 @@ pub struct DriverFailed {
     /// The driver's error text (the failed job's `errortext`).
     pub error: String,
 }
+
+/// DRIVER.APPLIED (Ledgerstack): a driver command that carries out a fact already recorded
+/// (a NIC created, a rule deleted while its VM was expunged: events in state `Completed` that
+/// change a virtual router's configuration without being a request) succeeded. Requests
+/// (events in state `Started`) are answered by their own type in state `Completed` instead;
+/// either way every command has exactly one result in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverApplied {
+    /// The id of the event that caused the command.
+    pub command_id: Uuid,
+    /// The agent command, such as `DhcpEntryCommand`.
+    pub command: CompactString,
+    /// CloudStack resource type acted on, such as `DomainRouter`.
+    pub resource_type: CompactString,
+    /// The resource acted on.
+    pub resource_id: Uuid,
+    /// Its account.
+    pub account_id: Uuid,
+    /// That account's domain.
+    pub domain_id: Uuid,
+}

@@ -1063,6 +1063,14 @@ pub(crate) fn body(t: EventType) -> EventBody {
             domain_id: id(DOMAIN),
             error: "Simulated failure of StartCommand".into(),
         })),
+        "DRIVER.APPLIED" => B::Driver(DriverEvent::Applied(DriverApplied {
+            command_id: id(0xd2),
+            command: "DhcpEntryCommand".into(),
+            resource_type: "DomainRouter".into(),
+            resource_id: id(0xd3),
+            account_id: id(ACCOUNT),
+            domain_id: id(DOMAIN),
+        })),
         "SSH.KEYPAIR.CREATE" => B::SshKeyPair(SshKeyPairEvent::Create(keypair())),
         "SSH.KEYPAIR.DELETE" => B::SshKeyPair(SshKeyPairEvent::Delete(keypair())),
         "RESOURCE.LIMIT.UPDATE" => B::ResourceLimit(ResourceLimitEvent::Update(ResourceLimitChanged {

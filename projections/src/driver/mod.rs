@@ -9,11 +9,13 @@
 //! Only [`simulator::Simulator`] exists today: an in-process hypervisor with failure injection
 //! and latency (CloudStack's `configureSimulator`), used by the API in place of real hosts.
 
+pub mod network;
 pub mod simulator;
 
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
+pub use network::{NetworkAction, NetworkDriver, RouterConfig, SecurityGroupConfig};
 pub use simulator::{Simulator, SimulatorConfig};
 
 /// What kind of command: failure injection and latency are configured per kind.
@@ -47,11 +49,37 @@ pub enum CommandKind {
     RevertToVmSnapshot,
     /// Delete a VM snapshot.
     DeleteVmSnapshot,
+    /// Boot a virtual router with its configuration.
+    StartRouter,
+    /// Shut a virtual router down.
+    StopRouter,
+    /// Restart a virtual router in place.
+    RebootRouter,
+    /// Remove a virtual router.
+    DestroyRouter,
+    /// Plumb or unplumb a public IP.
+    IpAssoc,
+    /// One-to-one NAT.
+    StaticNat,
+    /// Port and IP forwarding rules.
+    PortForwarding,
+    /// Ingress and egress firewall rules.
+    Firewall,
+    /// Load balancer configuration.
+    LoadBalancer,
+    /// DHCP/DNS entries of VM NICs.
+    DhcpEntry,
+    /// Remote access VPN on or off.
+    RemoteAccessVpn,
+    /// VPN users.
+    VpnUsers,
+    /// Security group rules on the hosts.
+    SecurityGroupRules,
 }
 
 impl CommandKind {
     /// Every kind, in declaration order (for listing the simulator's configuration).
-    pub const ALL: [CommandKind; 13] = [
+    pub const ALL: [CommandKind; 26] = [
         CommandKind::StartVm,
         CommandKind::StopVm,
         CommandKind::RebootVm,
@@ -65,6 +93,19 @@ impl CommandKind {
         CommandKind::TakeVmSnapshot,
         CommandKind::RevertToVmSnapshot,
         CommandKind::DeleteVmSnapshot,
+        CommandKind::StartRouter,
+        CommandKind::StopRouter,
+        CommandKind::RebootRouter,
+        CommandKind::DestroyRouter,
+        CommandKind::IpAssoc,
+        CommandKind::StaticNat,
+        CommandKind::PortForwarding,
+        CommandKind::Firewall,
+        CommandKind::LoadBalancer,
+        CommandKind::DhcpEntry,
+        CommandKind::RemoteAccessVpn,
+        CommandKind::VpnUsers,
+        CommandKind::SecurityGroupRules,
     ];
 
     /// CloudStack's agent command name, as its simulator's `configureSimulator name=` uses it,
@@ -85,6 +126,21 @@ impl CommandKind {
             CommandKind::TakeVmSnapshot => "CreateVMSnapshotCommand",
             CommandKind::RevertToVmSnapshot => "RevertToVMSnapshotCommand",
             CommandKind::DeleteVmSnapshot => "DeleteVMSnapshotCommand",
+            // CloudStack sends routers the hypervisor's StartCommand & co.; distinct names let
+            // `configureSimulator` fail a router without failing VMs.
+            CommandKind::StartRouter => "StartRouterCommand",
+            CommandKind::StopRouter => "StopRouterCommand",
+            CommandKind::RebootRouter => "RebootRouterCommand",
+            CommandKind::DestroyRouter => "DestroyRouterCommand",
+            CommandKind::IpAssoc => "IpAssocCommand",
+            CommandKind::StaticNat => "SetStaticNatRulesCommand",
+            CommandKind::PortForwarding => "SetPortForwardingRulesCommand",
+            CommandKind::Firewall => "SetFirewallRulesCommand",
+            CommandKind::LoadBalancer => "LoadBalancerConfigCommand",
+            CommandKind::DhcpEntry => "DhcpEntryCommand",
+            CommandKind::RemoteAccessVpn => "RemoteAccessVpnCfgCommand",
+            CommandKind::VpnUsers => "VpnUsersCfgCommand",
+            CommandKind::SecurityGroupRules => "SecurityGroupRulesCmd",
         }
     }
 
@@ -228,6 +284,8 @@ pub enum DriverAction {
         /// The VM.
         vm_id: Uuid,
     },
+    /// A change to a virtual router or security group, run by the [`NetworkDriver`].
+    Network(NetworkAction),
 }
 
 impl DriverAction {
@@ -247,6 +305,7 @@ impl DriverAction {
             DriverAction::TakeVmSnapshot { .. } => CommandKind::TakeVmSnapshot,
             DriverAction::RevertToVmSnapshot { .. } => CommandKind::RevertToVmSnapshot,
             DriverAction::DeleteVmSnapshot { .. } => CommandKind::DeleteVmSnapshot,
+            DriverAction::Network(action) => action.kind(),
         }
     }
 }
@@ -282,6 +341,10 @@ pub enum DriverError {
     /// The command needs a running VM and this one is not.
     #[error("vm {0} is not running on the simulator")]
     NotRunning(Uuid),
+    /// A network action named a router the driver never started or adopted (or has
+    /// destroyed). Removals are not refused: what they remove is absent anyway.
+    #[error("router {0} is not known to the simulator")]
+    UnknownRouter(Uuid),
 }
 
 /// A host the driver manages.
