@@ -181,6 +181,7 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         shared_store.clone(),
         models.clone(),
         Arc::new(simulator.clone()),
+        Arc::new(simulator.clone()),
         clock.clone(),
     );
     let ctx = Ctx::new(Shared {

@@ -1,5 +1,5 @@
-//! `ledgerstack bench lifecycle`: deploy → Running → destroy (expunge) cycles per second
-//! through the HTTP API with the simulator at zero latency; then, on the log those cycles
+//! `ledgerstack bench lifecycle`: deploy → Running → public IP and rule churn → destroy
+//! (expunge) cycles per second through the HTTP API with the simulators at zero latency; then, on the log those cycles
 //! wrote, the state projection's rebuild rate beside the raw replay rate (decoding the log and
 //! nothing else) measured in the same run. Target: rebuild ≥ 25 % of raw replay.
 
@@ -52,6 +52,10 @@ pub struct LifecycleBenchReport {
     pub rebuild_per_second: f64,
     /// Two rebuilds into a store gave the same digest.
     pub digests_equal: bool,
+    /// Public IP and rule changes per second through the API (part of the cycles).
+    pub network_operations_per_second: f64,
+    /// After the run, every router's programmed configuration equalled the read models'.
+    pub routers_match: bool,
 }
 
 impl LifecycleBenchReport {
@@ -155,6 +159,11 @@ impl Client {
             )));
         }
         let id = vm["id"].as_str().unwrap_or_default().to_owned();
+        let network = vm["nic"][0]["networkid"]
+            .as_str()
+            .ok_or_else(|| ApiBenchError::Setup(format!("deployed VM without a NIC: {vm}")))?
+            .to_owned();
+        self.ip_and_rule_churn(&id, &network).await?;
         self.run_job(&[
             ("command", "destroyVirtualMachine"),
             ("id", &id),
@@ -164,6 +173,72 @@ impl Client {
         Ok(())
     }
 }
+
+impl Client {
+    /// Acquires a public IP on the VM's network, forwards a port to the VM (with its firewall
+    /// rule), opens another port, then takes everything down again: [`NETWORK_OPERATIONS`]
+    /// router changes, each carried out by the network driver before its job ends.
+    async fn ip_and_rule_churn(&self, vm: &str, network: &str) -> Result<(), ApiBenchError> {
+        let ip = self
+            .run_job(&[("command", "associateIpAddress"), ("networkid", network)])
+            .await?;
+        let ip = ip["ipaddress"]["id"]
+            .as_str()
+            .ok_or_else(|| ApiBenchError::Setup(format!("no ipaddress in {ip}")))?
+            .to_owned();
+        let forward = self
+            .run_job(&[
+                ("command", "createPortForwardingRule"),
+                ("ipaddressid", &ip),
+                ("protocol", "tcp"),
+                ("publicport", "22"),
+                ("privateport", "22"),
+                ("virtualmachineid", vm),
+                ("openfirewall", "false"),
+            ])
+            .await?;
+        let forward = forward["portforwardingrule"]["id"]
+            .as_str()
+            .ok_or_else(|| ApiBenchError::Setup(format!("no rule in {forward}")))?
+            .to_owned();
+        let firewall = self
+            .run_job(&[
+                ("command", "createFirewallRule"),
+                ("ipaddressid", &ip),
+                ("protocol", "tcp"),
+                ("startport", "22"),
+                ("endport", "22"),
+                ("cidrlist", "0.0.0.0/0"),
+            ])
+            .await?;
+        let firewall = firewall["firewallrule"]["id"]
+            .as_str()
+            .ok_or_else(|| ApiBenchError::Setup(format!("no rule in {firewall}")))?
+            .to_owned();
+        self.run_job(&[("command", "deleteFirewallRule"), ("id", &firewall)])
+            .await?;
+        self.run_job(&[("command", "deletePortForwardingRule"), ("id", &forward)])
+            .await?;
+        self.run_job(&[("command", "disassociateIpAddress"), ("id", &ip)])
+            .await?;
+        Ok(())
+    }
+
+    /// Whether every router's programmed configuration equals what the read models say.
+    async fn routers_match(&self) -> Result<bool, ApiBenchError> {
+        let answer = self
+            .call(&[("command", "listRouterConfigurations")])
+            .await?;
+        let items = answer["listrouterconfigurationsresponse"]["routerconfiguration"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(!items.is_empty() && items.iter().all(|r| r["matches"] == true))
+    }
+}
+
+/// Router changes per cycle: acquire, forward, open, close, unforward, release.
+pub const NETWORK_OPERATIONS: u32 = 6;
 
 fn encode(text: &str) -> String {
     let mut out = Vec::new();
@@ -234,6 +309,15 @@ pub async fn run_lifecycle_bench(
     for result in results {
         result.map_err(|e| ApiBenchError::Setup(format!("a client panicked: {e}")))??;
     }
+    // The driver's results of facts (DHCP entries) may trail the jobs by a moment.
+    let mut routers_match = false;
+    for _ in 0..50 {
+        routers_match = client.routers_match().await?;
+        if routers_match {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     progress.finish();
     server.stop().await;
 
@@ -275,6 +359,9 @@ pub async fn run_lifecycle_bench(
         replay_per_second: median(replay_rates),
         rebuild_per_second: median(rebuild_rates),
         digests_equal: first.digest == second.digest,
+        network_operations_per_second: f64::from(config.cycles * NETWORK_OPERATIONS)
+            / elapsed.as_secs_f64().max(1e-9),
+        routers_match,
     })
 }
 

@@ -401,6 +401,25 @@ pub const SETTINGS: &[Setting] = &[
         },
         scopes: GLOBAL,
     },
+    Setting {
+        name: "router.stats.interval",
+        category: "Advanced",
+        description: "Interval (in seconds) to report router statistics.",
+        default: "300",
+        kind: SettingKind::Integer {
+            min: 0,
+            max: 31_536_000,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "remote.access.vpn.client.iprange",
+        category: "Network",
+        description: "The range of ips to be allocated to remote access vpn clients. The first ip in the range is used by the VPN server",
+        default: "10.1.2.1-10.1.2.8",
+        kind: SettingKind::Text,
+        scopes: ACCOUNT,
+    },
 ];
 
 /// The setting with this name.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 use engine::event::{
-    AsyncJobEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
+    AsyncJobEvent, DriverEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
 };
 use engine::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,9 @@ impl EventHistory {
             // Counter readings are measurements, not actions: usage reads them, `listEvents`
             // would drown in them.
             body if body.event_type().name().ends_with(".STATS") => return,
+            // A fact's driver confirmation (a NIC's DHCP entry programmed) is bookkeeping of
+            // the orchestrator, not an action anyone took.
+            EventBody::Driver(DriverEvent::Applied(_)) => return,
             // A driver command's request (state Started) is the job's own Started row already.
             _ if envelope.state == EventState::Started => return,
             body => {
@@ -246,6 +249,14 @@ fn describe_resource(
         (_, t) if t.starts_with("SSH.KEYPAIR") => ("SSHKeyPair", "keypair_id"),
         (_, t) if t.starts_with("RESOURCE.LIMIT") => ("ResourceLimit", ""),
         (_, "CLUSTER.ADD") => ("Cluster", "cluster_id"),
+        (_, t) if t.starts_with("NET.RULE") => ("FirewallRule", "rule_id"),
+        (_, t) if t.starts_with("VPN.USER") => ("VpnUser", "vpn_user_id"),
+        (_, t) if t.starts_with("VPN.REMOTE") => ("RemoteAccessVpn", "vpn_id"),
+        (_, t) if t.starts_with("VLAN.IP.RANGE") => ("Vlan", "vlan_range_id"),
+        ("FIREWALL", _) => ("FirewallRule", "rule_id"),
+        ("LB", _) => ("LoadBalancerRule", "rule_id"),
+        ("STATICNAT", _) => ("IpAddress", "ip_address_id"),
+        ("NIC", _) => ("Nic", "nic_id"),
         ("HOST" | "MAINT", _) => ("Host", "host_id"),
         ("DOMAIN", _) => ("Domain", "domain_id"),
         ("ACCOUNT", _) => ("Account", "account_id"),

@@ -1,6 +1,7 @@
 //! The orchestrator: runs every requested driver command (see `orchestration`) against the
-//! hypervisor driver and appends its result to the log; takes the disk counter readings every
-//! `vm.disk.stats.interval` seconds.
+//! hypervisor or network driver and appends its result to the log; takes the disk counter
+//! readings every `vm.disk.stats.interval` seconds and the router counter readings every
+//! `router.stats.interval` seconds.
 //!
 //! Architecture Invariant: the orchestrator works only from the log. What to run is the
 //! `pending` table of the read models, so after a restart every command without a result is
@@ -14,13 +15,15 @@ use std::time::Duration;
 
 use engine::clock::Clock;
 use engine::event::network::{NetworkOfferingAssignment, NicFacts};
-use engine::event::operations::DriverFailed;
+use engine::event::operations::{DriverApplied, DriverFailed};
+use engine::event::services::{LoadBalancerMembers, SecurityGroupMembership};
 use engine::event::storage::VolumeCounterReading;
 use engine::event::storage::{VmSnapshotLifecycle, VolumeAttachment, VolumeLifecycle, VolumeType};
-use engine::event::vm::{VmFacts, VmLifecycle};
+use engine::event::vm::{NetworkCounterReading, VmFacts, VmLifecycle};
 use engine::event::{
-    EventBody, EventState, EventType, Level, NetworkOfferingEvent, NewEvent, NicEvent, StreamId,
-    VmEvent, VmSnapshotEvent, VolumeEvent,
+    DriverEvent, EventBody, EventState, EventType, Level, LoadBalancerEvent, NetEvent,
+    NetworkOfferingEvent, NewEvent, NicEvent, RouterEvent, SecurityGroupEvent, StaticNatEvent,
+    StreamId, VmEvent, VmSnapshotEvent, VolumeEvent,
 };
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
@@ -30,7 +33,8 @@ use uuid::Uuid;
 
 use crate::State;
 use crate::compute::VmState;
-use crate::driver::{DriverAction, HypervisorDriver, SimulatedHost};
+use crate::driver::{DriverAction, HypervisorDriver, NetworkDriver, SimulatedHost};
+use crate::network::RouterState;
 use crate::orchestration::PendingCommand;
 use crate::runner::ReadModels;
 
@@ -59,15 +63,48 @@ struct Orchestrator {
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
     driver: Arc<dyn HypervisorDriver>,
+    /// Runs [`DriverAction::Network`] commands (the API passes the same simulator as `driver`).
+    network: Arc<dyn NetworkDriver>,
     clock: Arc<dyn Clock>,
     in_flight: Mutex<BTreeSet<Uuid>>,
 }
 
-/// Starts the orchestrator on the read models of `store`.
+/// When a periodic counter reading is due, on the server clock.
+#[derive(Debug, Default)]
+struct Periodic {
+    /// The previous reading (or when the interval was first seen on); none while it is off.
+    last: Option<Timestamp>,
+}
+
+impl Periodic {
+    /// `Some(elapsed_ms)` since the previous reading when `interval_s` has passed (and the
+    /// reading is then taken as of `now`). An interval of 0 or less turns readings off; the
+    /// first look after turning them on only starts the count.
+    fn due(&mut self, interval_s: i64, now: Timestamp) -> Option<u64> {
+        if interval_s <= 0 {
+            self.last = None;
+            return None;
+        }
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            return None;
+        };
+        let elapsed = now.millis().saturating_sub(last.millis());
+        if elapsed < interval_s.saturating_mul(1000) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(u64::try_from(elapsed).unwrap_or(0))
+    }
+}
+
+/// Starts the orchestrator on the read models of `store`: hypervisor commands go to `driver`,
+/// network commands to `network`.
 pub fn start(
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
     driver: Arc<dyn HypervisorDriver>,
+    network: Arc<dyn NetworkDriver>,
     clock: Arc<dyn Clock>,
 ) -> OrchestratorHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -75,6 +112,7 @@ pub fn start(
         store,
         models,
         driver,
+        network,
         clock,
         in_flight: Mutex::new(BTreeSet::new()),
     });
@@ -89,7 +127,8 @@ impl Orchestrator {
     async fn run(self: Arc<Self>, mut stop: oneshot::Receiver<()>) {
         let mut changes = self.models.changes();
         let mut known_hosts: BTreeSet<(Uuid, u32, u32, u64)> = BTreeSet::new();
-        let mut last_reading: Option<Timestamp> = None;
+        let mut disk_readings = Periodic::default();
+        let mut router_readings = Periodic::default();
         // Commands already pending when the orchestrator starts run at once. Later ones wait
         // until their job is recorded and started, so a job's rows come before its result's
         // (a request is appended just before its job; one whose job was lost to a crash in
@@ -97,7 +136,7 @@ impl Orchestrator {
         let mut startup: Option<BTreeSet<Uuid>> = None;
         loop {
             changes.borrow_and_update();
-            let (hosts, todo, interval) = {
+            let (hosts, todo, disk_interval, router_interval) = {
                 let state = self.models.read();
                 let hosts: Vec<SimulatedHost> = state
                     .infrastructure
@@ -112,6 +151,7 @@ impl Orchestrator {
                     .collect();
                 let startup = startup.get_or_insert_with(|| {
                     self.adopt_running(&state);
+                    self.adopt_network(&state);
                     state
                         .orchestration
                         .pending
@@ -136,8 +176,12 @@ impl Orchestrator {
                     })
                     .cloned()
                     .collect();
-                let interval = state.configuration.global_i64("vm.disk.stats.interval");
-                (hosts, todo, interval)
+                (
+                    hosts,
+                    todo,
+                    state.configuration.global_i64("vm.disk.stats.interval"),
+                    state.configuration.global_i64("router.stats.interval"),
+                )
             };
             for host in hosts {
                 let key = (
@@ -157,7 +201,13 @@ impl Orchestrator {
                     .insert(command.command.id);
                 tokio::spawn(Arc::clone(&self).execute(command));
             }
-            last_reading = self.read_disks(interval, last_reading).await;
+            let now = self.clock.now();
+            if let Some(elapsed) = disk_readings.due(disk_interval, now) {
+                self.read_disks(elapsed, now).await;
+            }
+            if let Some(elapsed) = router_readings.due(router_interval, now) {
+                self.read_routers(elapsed, now).await;
+            }
             tokio::select! {
                 _ = &mut stop => return,
                 changed = changes.changed() => {
@@ -199,9 +249,33 @@ impl Orchestrator {
         }
     }
 
+    /// Tells the network driver about the routers the log says run, with the configuration the
+    /// log implies, and about every security group. Routers still `Starting` are not adopted:
+    /// their start command is re-issued; stopped ones get their whole configuration with their
+    /// next start.
+    fn adopt_network(&self, state: &State) {
+        // Every router the log knows: a stopped one keeps its configuration too, so requests
+        // made while it is down still find it. One still `Starting` is adopted as down: its
+        // start command is re-issued and brings its configuration.
+        for (router_id, router) in state.network.routers.iter() {
+            self.network.adopt_router(
+                *router_id,
+                state.network.router_config(&state.compute, *router_id),
+                matches!(router.state, RouterState::Running | RouterState::Stopping),
+            );
+        }
+        for (group_id, _) in state.network.security_groups.iter() {
+            self.network
+                .adopt_security_group(*group_id, state.network.security_group_config(*group_id));
+        }
+    }
+
     async fn execute(self: Arc<Self>, pending: PendingCommand) {
         let id = pending.command.id;
-        let outcome = self.driver.execute(pending.command.clone()).await;
+        let outcome = match &pending.command.action {
+            DriverAction::Network(action) => self.network.execute_network(id, action.clone()).await,
+            _ => self.driver.execute(pending.command.clone()).await,
+        };
         let events = {
             let state = self.models.read();
             match &outcome {
@@ -235,22 +309,10 @@ impl Orchestrator {
             .remove(&id);
     }
 
-    /// Appends one VOLUME.STATS per volume of every running VM when the interval has passed.
-    async fn read_disks(&self, interval_s: i64, last: Option<Timestamp>) -> Option<Timestamp> {
-        let now = self.clock.now();
-        if interval_s <= 0 {
-            return None;
-        }
-        let Some(last) = last else {
-            return Some(now);
-        };
-        let elapsed = now.millis() - last.millis();
-        if elapsed < interval_s * 1000 {
-            return Some(last);
-        }
-        let readings = self
-            .driver
-            .read_disk_counters(u64::try_from(elapsed).unwrap_or(0));
+    /// Appends one VOLUME.STATS per volume of every running VM, `elapsed_ms` after the
+    /// previous reading.
+    async fn read_disks(&self, elapsed_ms: u64, now: Timestamp) {
+        let readings = self.driver.read_disk_counters(elapsed_ms);
         let events: Vec<NewEvent> = {
             let state = self.models.read();
             readings
@@ -277,30 +339,71 @@ impl Orchestrator {
                 })
                 .collect()
         };
-        if !events.is_empty() {
-            let count = events.len();
-            match StreamId::singleton("diskstats") {
-                Ok(stream) => {
-                    if let Err(e) = self
-                        .store
-                        .append(&stream, ExpectedVersion::Any, events)
-                        .await
-                    {
-                        warn!(error = %e, "could not record disk counter readings");
-                    } else {
-                        info!(volumes = count, "recorded disk counter readings");
-                    }
-                }
-                Err(e) => warn!(error = %e, "bad stream name"),
-            }
+        self.append_readings("diskstats", events, "disk").await;
+    }
+
+    /// Appends one ROUTER.STATS per running router that serves a guest network, `elapsed_ms`
+    /// after the previous reading. Routers without a `network_id` (VPC routers, whose traffic
+    /// belongs to several tiers) are skipped: a reading bills exactly one network.
+    async fn read_routers(&self, elapsed_ms: u64, now: Timestamp) {
+        let readings = self.network.read_router_counters(elapsed_ms);
+        let events: Vec<NewEvent> = {
+            let state = self.models.read();
+            readings
+                .into_iter()
+                .filter_map(|r| {
+                    let router = &state.network.routers.get(&r.router_id)?.facts;
+                    let reading = NetworkCounterReading {
+                        router_id: r.router_id,
+                        network_id: router.network_id?,
+                        account_id: router.account_id,
+                        domain_id: router.domain_id,
+                        zone_id: router.zone_id,
+                        bytes_sent: r.bytes_sent,
+                        bytes_received: r.bytes_received,
+                    };
+                    let kind = format!("router-stats@{}", now.millis());
+                    Some(NewEvent::derived(
+                        r.router_id,
+                        &kind,
+                        EventBody::Router(RouterEvent::Stats(reading)),
+                    ))
+                })
+                .collect()
+        };
+        self.append_readings("routerstats", events, "router").await;
+    }
+
+    /// Appends counter readings on their singleton stream (`what` names them in the log).
+    async fn append_readings(&self, stream: &str, events: Vec<NewEvent>, what: &str) {
+        if events.is_empty() {
+            return;
         }
-        Some(now)
+        let count = events.len();
+        match StreamId::singleton(stream) {
+            Ok(stream) => {
+                if let Err(e) = self
+                    .store
+                    .append(&stream, ExpectedVersion::Any, events)
+                    .await
+                {
+                    warn!(error = %e, "could not record {what} counter readings");
+                } else {
+                    info!(readings = count, "recorded {what} counter readings");
+                }
+            }
+            Err(e) => warn!(error = %e, "bad stream name"),
+        }
     }
 }
 
-/// The events recording a command's success: the request repeated in state `Completed`, and
-/// for a destroy with `expunge`, the expunge.
+/// The events recording a command's success: for a command carrying out a fact, DRIVER.APPLIED;
+/// otherwise the request repeated in state `Completed`, and for a destroy with `expunge`, the
+/// expunge.
 pub fn success_events(state: &State, pending: &PendingCommand) -> Vec<NewEvent> {
+    if pending.fact {
+        return vec![applied_event(pending)];
+    }
     let Some(event_type) = EventType::from_name(&pending.event_type) else {
         return vec![failure_event(pending, "unknown request type")];
     };
@@ -332,6 +435,23 @@ fn result_event(pending: &PendingCommand, kind: &str, body: EventBody) -> NewEve
     event
 }
 
+/// DRIVER.APPLIED for a command that carried out a fact.
+pub fn applied_event(pending: &PendingCommand) -> NewEvent {
+    let applied = DriverApplied {
+        command_id: pending.command.id,
+        command: pending.command.action.kind().agent_name().into(),
+        resource_type: pending.resource_type.clone(),
+        resource_id: pending.resource_id,
+        account_id: pending.account_id,
+        domain_id: pending.domain_id,
+    };
+    result_event(
+        pending,
+        "result",
+        EventBody::Driver(DriverEvent::Applied(applied)),
+    )
+}
+
 /// DRIVER.FAILED for a command.
 pub fn failure_event(pending: &PendingCommand, error: &str) -> NewEvent {
     let failed = DriverFailed {
@@ -346,7 +466,7 @@ pub fn failure_event(pending: &PendingCommand, error: &str) -> NewEvent {
     result_event(
         pending,
         "result",
-        EventBody::Driver(engine::event::DriverEvent::Failed(failed)),
+        EventBody::Driver(DriverEvent::Failed(failed)),
     )
     .level(Level::Error)
 }
@@ -385,6 +505,9 @@ pub fn expunge_events(state: &State, vm_id: Uuid) -> Vec<EventBody> {
         };
         events.push(body);
     }
+    // Its rules go before its NICs: a load balancer member is removed from the router by the
+    // address of its NIC.
+    events.extend(network_cleanup(state, vm_id));
     for nic in state.compute.nics_of(vm_id) {
         let nic: &NicFacts = &nic.facts;
         if let Some(network) = state.compute.networks.get(&nic.network_id) {
@@ -405,4 +528,136 @@ pub fn expunge_events(state: &State, vm_id: Uuid) -> Vec<EventBody> {
     }
     events.push(EventBody::Vm(VmEvent::Expunge(VmLifecycle { vm: facts })));
     events
+}
+
+/// What expunging a VM removes from the network services: port and IP forwarding rules to it,
+/// static NAT to it, its load balancer memberships and its security group memberships (each a
+/// fact whose router command the orchestration read model schedules).
+fn network_cleanup(state: &State, vm_id: Uuid) -> Vec<EventBody> {
+    let network = &state.network;
+    let mut events = Vec::new();
+    for rule in network
+        .nat_rules
+        .values()
+        .filter(|r| r.facts.vm_id == Some(vm_id))
+    {
+        events.push(EventBody::Net(NetEvent::RuleDelete(rule.facts.clone())));
+    }
+    for ip in network.public_ips.values() {
+        if let Some(nat) = ip.static_nat.as_ref().filter(|n| n.facts.vm_id == vm_id) {
+            events.push(EventBody::StaticNat(StaticNatEvent::Disable(
+                nat.facts.clone(),
+            )));
+        }
+    }
+    for lb in network
+        .load_balancers
+        .values()
+        .filter(|lb| lb.members.contains_key(&vm_id))
+    {
+        let rule = &lb.rule.facts;
+        events.push(EventBody::LoadBalancer(LoadBalancerEvent::RemoveFromRule(
+            LoadBalancerMembers {
+                rule_id: rule.rule_id,
+                account_id: rule.account_id,
+                domain_id: rule.domain_id,
+                zone_id: rule.zone_id,
+                vm_ids: vec![vm_id],
+            },
+        )));
+    }
+    let zone_id = state
+        .compute
+        .vms
+        .get(&vm_id)
+        .map(|vm| vm.facts.zone_id)
+        .unwrap_or_default();
+    for group in network
+        .security_groups
+        .values()
+        .filter(|g| g.members.contains(&vm_id))
+    {
+        events.push(EventBody::SecurityGroup(SecurityGroupEvent::Remove(
+            SecurityGroupMembership {
+                group_id: group.facts.group_id,
+                vm_id,
+                account_id: group.facts.account_id,
+                domain_id: group.facts.domain_id,
+                zone_id,
+            },
+        )));
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{DriverCommand, NetworkAction};
+    use engine::event::Actor;
+
+    #[test]
+    fn periodic_readings_start_counting_then_fire_every_interval() {
+        let at = |s: i64| Timestamp::from_millis(s * 1000);
+        let mut periodic = Periodic::default();
+        assert_eq!(periodic.due(0, at(0)), None);
+        // The first look starts the count.
+        assert_eq!(periodic.due(300, at(10)), None);
+        assert_eq!(periodic.due(300, at(309)), None);
+        assert_eq!(periodic.due(300, at(310)), Some(300_000));
+        assert_eq!(periodic.due(300, at(400)), None);
+        assert_eq!(periodic.due(60, at(475)), Some(165_000));
+        // Turned off, then on again: counting starts over.
+        assert_eq!(periodic.due(0, at(10_000)), None);
+        assert_eq!(periodic.due(60, at(10_001)), None);
+        assert_eq!(periodic.due(60, at(10_061)), Some(60_000));
+    }
+
+    fn dhcp_removal(fact: bool) -> PendingCommand {
+        let router_id = Uuid::new_v4();
+        PendingCommand {
+            command: DriverCommand {
+                id: Uuid::new_v4(),
+                action: DriverAction::Network(NetworkAction::RemoveDhcpEntry {
+                    router_id,
+                    mac: "02:00:00:00:00:01".into(),
+                }),
+            },
+            event_type: "NIC.DELETE".into(),
+            job_id: Some(Uuid::new_v4()),
+            resource_type: "DomainRouter".into(),
+            resource_id: router_id,
+            account_id: Uuid::new_v4(),
+            domain_id: Uuid::new_v4(),
+            requested_at: 7,
+            request: serde_json::Value::Null,
+            actor: Actor::SYSTEM,
+            fact,
+        }
+    }
+
+    #[test]
+    fn a_fact_is_answered_by_driver_applied() {
+        let pending = dhcp_removal(true);
+        let events = success_events(&State::default(), &pending);
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.id, failure_event(&pending, "x").id);
+        assert_eq!(event.causation_id, Some(pending.command.id));
+        assert_eq!(event.correlation_id, pending.job_id);
+        assert_eq!(event.state, EventState::Completed);
+        let EventBody::Driver(DriverEvent::Applied(applied)) = &event.body else {
+            panic!("not DRIVER.APPLIED: {:?}", event.body);
+        };
+        assert_eq!(applied.command, "DhcpEntryCommand");
+        assert_eq!(applied.command_id, pending.command.id);
+        assert_eq!(applied.resource_id, pending.resource_id);
+        assert_eq!(applied.account_id, pending.account_id);
+        // A request is repeated instead (here unreadable, so it fails).
+        let events = success_events(&State::default(), &dhcp_removal(false));
+        assert!(matches!(
+            &events[0].body,
+            EventBody::Driver(DriverEvent::Failed(_))
+        ));
+    }
 }

@@ -367,13 +367,19 @@ async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
             "target": LIFECYCLE_TARGET_RATIO,
             "target_met": met,
             "rebuild_digests_equal": r.digests_equal,
+            "network_operations_per_second": r.network_operations_per_second,
+            "router_configurations_match": r.routers_match,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("lifecycle: {} cycles by {} clients", r.cycles, args.clients);
         println!(
-            "  deploy → Running → destroy   {:>12.1} cycles/s",
+            "  deploy → … → destroy         {:>12.1} cycles/s",
             r.cycles_per_second
+        );
+        println!(
+            "  public IP and rule changes   {:>12.1} ops/s  (part of each cycle)",
+            r.network_operations_per_second
         );
         println!("  log afterwards               {:>12} events", r.events);
         println!(
@@ -393,10 +399,18 @@ async fn lifecycle_bench(args: LifecycleArgs) -> Result<()> {
             "  two rebuilds, same digest    {:>12}",
             if r.digests_equal { "yes" } else { "NO" }
         );
+        println!(
+            "  routers programmed as logged {:>12}",
+            if r.routers_match { "yes" } else { "NO" }
+        );
     }
     anyhow::ensure!(
         r.digests_equal,
         "two rebuilds of the same log gave different digests"
+    );
+    anyhow::ensure!(
+        r.routers_match,
+        "a router's programmed configuration differs from what the log says"
     );
     Ok(())
 }

@@ -467,9 +467,10 @@ pub struct RouterCounters {
 /// Virtual routers and the hosts' security group firewall as the orchestrator sees them.
 /// Object-safe (used as `Arc<dyn NetworkDriver>`).
 pub trait NetworkDriver: Send + Sync + 'static {
-    /// Takes over a router the log says runs with `config` (after a restart the driver knows
-    /// nothing), without acting. Its counters start from zero, as after a reboot.
-    fn adopt_router(&self, router_id: Uuid, config: RouterConfig);
+    /// Takes over a router the log says exists with `config`, running or not (after a restart
+    /// the driver knows nothing), without acting. Its counters start from zero, as after a
+    /// reboot.
+    fn adopt_router(&self, router_id: Uuid, config: RouterConfig, running: bool);
     /// Takes over a security group the log says is programmed, without acting.
     fn adopt_security_group(&self, group_id: Uuid, config: SecurityGroupConfig);
     /// Runs one action; the same `command_id` again returns the first outcome without acting.

@@ -1,17 +1,22 @@
-//! The in-process simulator driver: CloudStack's `Simulator` hypervisor, without hosts.
+//! The in-process simulator driver: CloudStack's `Simulator` hypervisor, without hosts, and its
+//! virtual routers and security group firewall.
 //!
 //! It keeps just enough state to behave like a hypervisor: which VMs run on which host with what
 //! resources (so an over-committed start is refused), which volumes those VMs have (so disk
 //! counters can be reported), and the outcome of every command id it has seen (so a repeated
-//! command is answered, not re-run). Failures and latency can be injected per command kind at
-//! runtime, as CloudStack's `configureSimulator` does.
+//! command is answered, not re-run). On the network side it keeps every router's effective
+//! [`RouterConfig`], whether it runs and its byte counters, and every security group's
+//! [`SecurityGroupConfig`], so tests can compare them with what the log implies. Failures and
+//! latency can be injected per command kind at runtime, as CloudStack's `configureSimulator`
+//! does; hypervisor and network commands go through the same path, so both have them.
 //!
-//! Nothing here is durable: a server restart gets a fresh simulator with no running VMs and disk
-//! counters back at zero. The usage layer treats a reading lower than the previous one as a
-//! counter reset (it counts the new reading from zero), exactly as it would for a real
+//! Nothing here is durable: a server restart gets a fresh simulator with no running VMs or
+//! routers and counters back at zero. The usage layer treats a reading lower than the previous
+//! one as a counter reset (it counts the new reading from zero), exactly as it would for a real
 //! hypervisor whose host rebooted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +25,10 @@ use futures::future::BoxFuture;
 use tracing::debug;
 use uuid::Uuid;
 
+use super::network::{
+    Direction, NetworkAction, NetworkDriver, PublicIpEntry, RouterConfig, RouterCounters,
+    SecurityGroupConfig,
+};
 use super::{
     CommandKind, DiskCounters, DriverAction, DriverCommand, DriverError, HypervisorDriver,
     SimulatedHost,
@@ -68,10 +77,36 @@ impl RunningVm {
     }
 }
 
+/// A virtual router the simulator knows (started or adopted, and not destroyed).
+#[derive(Debug, Clone)]
+struct SimRouter {
+    /// Stopped routers keep their configuration (a later start replaces it anyway).
+    running: bool,
+    config: RouterConfig,
+    /// Bytes sent since the last start or reboot.
+    bytes_sent: u64,
+    /// Bytes received since the last start or reboot.
+    bytes_received: u64,
+}
+
+impl SimRouter {
+    /// A router just booted with `config`: running, counters at zero.
+    fn booted(config: RouterConfig) -> SimRouter {
+        SimRouter {
+            running: true,
+            config,
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SimState {
     hosts: BTreeMap<Uuid, SimulatedHost>,
     vms: BTreeMap<Uuid, RunningVm>,
+    routers: BTreeMap<Uuid, SimRouter>,
+    security_groups: BTreeMap<Uuid, SecurityGroupConfig>,
     /// Outcome of every command id seen, the idempotency record.
     outcomes: HashMap<Uuid, Result<(), DriverError>>,
     injections: BTreeMap<CommandKind, Injection>,
@@ -110,6 +145,11 @@ const MS_PER_READ: u64 = 100;
 const MS_PER_WRITE: u64 = 200;
 /// Bytes per simulated I/O operation.
 const BYTES_PER_IO: u64 = 4096;
+/// Bytes a router's guests send per millisecond of running time, per served NIC (DHCP entry)
+/// plus one for the router itself.
+const SENT_PER_MS: u64 = 10;
+/// Bytes a router's guests receive per millisecond of running time, likewise.
+const RECEIVED_PER_MS: u64 = 25;
 
 impl Simulator {
     /// A simulator with no hosts, no VMs and no failure injection.
@@ -118,6 +158,8 @@ impl Simulator {
             state: Arc::new(Mutex::new(SimState {
                 hosts: BTreeMap::new(),
                 vms: BTreeMap::new(),
+                routers: BTreeMap::new(),
+                security_groups: BTreeMap::new(),
                 outcomes: HashMap::new(),
                 injections: BTreeMap::new(),
                 default_latency: config.latency,
@@ -186,6 +228,38 @@ impl Simulator {
     /// included), not counting repeated ids, which are answered without running.
     pub fn executed(&self, kind: CommandKind) -> usize {
         self.lock().executed.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// The routers the simulator knows (running or stopped, not destroyed), sorted.
+    pub fn routers(&self) -> Vec<Uuid> {
+        self.lock().routers.keys().copied().collect()
+    }
+
+    /// The one path of every command, hypervisor or network: a repeated id is answered at once
+    /// with the stored outcome; otherwise the command waits its kind's latency and runs. A
+    /// command whose id is still in flight (sleeping its latency) when the repeat arrives is not
+    /// yet recorded: the repeat sleeps too, and whichever finishes first runs it; the other
+    /// answers its outcome.
+    fn submit(&self, command: DriverCommand) -> BoxFuture<'static, Result<(), DriverError>> {
+        let latency = {
+            let state = self.lock();
+            if let Some(outcome) = state.outcomes.get(&command.id) {
+                return futures::future::ready(outcome.clone()).boxed();
+            }
+            state.latency(command.action.kind())
+        };
+        let simulator = self.clone();
+        async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            let mut state = simulator.lock();
+            if let Some(outcome) = state.outcomes.get(&command.id) {
+                return outcome.clone();
+            }
+            state.run(&command)
+        }
+        .boxed()
     }
 }
 
@@ -364,7 +438,280 @@ impl SimState {
             | DriverAction::TakeVmSnapshot { .. }
             | DriverAction::RevertToVmSnapshot { .. }
             | DriverAction::DeleteVmSnapshot { .. } => Ok(()),
+            DriverAction::Network(action) => self.apply_network(action),
         }
+    }
+
+    /// The router a change applies to. An unknown router is an error, except for a removal
+    /// (`removal`), which then has nothing to do: cleanup after a destroy, or of a router whose
+    /// start failed, must not fail.
+    fn router_mut(
+        &mut self,
+        router_id: Uuid,
+        removal: bool,
+    ) -> Result<Option<&mut RouterConfig>, DriverError> {
+        match self.routers.get_mut(&router_id) {
+            Some(router) => Ok(Some(&mut router.config)),
+            None if removal => Ok(None),
+            None => Err(DriverError::UnknownRouter(router_id)),
+        }
+    }
+
+    /// Applies one network action (see [`NetworkAction`] for each one's meaning).
+    fn apply_network(&mut self, action: &NetworkAction) -> Result<(), DriverError> {
+        match action {
+            NetworkAction::StartRouter { router_id, config } => {
+                self.routers
+                    .insert(*router_id, SimRouter::booted(config.clone()));
+            }
+            NetworkAction::StopRouter { router_id } => {
+                // Stopping a router that is not known succeeds: the goal state holds.
+                if let Some(router) = self.routers.get_mut(router_id) {
+                    router.running = false;
+                }
+            }
+            NetworkAction::RebootRouter { router_id } => {
+                let router = self
+                    .routers
+                    .get_mut(router_id)
+                    .ok_or(DriverError::UnknownRouter(*router_id))?;
+                router.bytes_sent = 0;
+                router.bytes_received = 0;
+            }
+            NetworkAction::DestroyRouter { router_id } => {
+                self.routers.remove(router_id);
+            }
+            NetworkAction::AssociateIp {
+                router_id,
+                address,
+                source_nat,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config
+                        .public_ips
+                        .entry(*address)
+                        .and_modify(|ip| ip.source_nat = *source_nat)
+                        .or_insert(PublicIpEntry {
+                            source_nat: *source_nat,
+                            static_nat: None,
+                        });
+                }
+            }
+            NetworkAction::ReleaseIp { router_id, address } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    release_ip(config, *address);
+                }
+            }
+            NetworkAction::EnableStaticNat {
+                router_id,
+                address,
+                vm_ip,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    // An address not plumbed yet is plumbed with it, as the router would.
+                    config
+                        .public_ips
+                        .entry(*address)
+                        .or_insert(PublicIpEntry {
+                            source_nat: false,
+                            static_nat: None,
+                        })
+                        .static_nat = Some(*vm_ip);
+                }
+            }
+            NetworkAction::DisableStaticNat { router_id, address } => {
+                if let Some(config) = self.router_mut(*router_id, true)?
+                    && let Some(ip) = config.public_ips.get_mut(address)
+                {
+                    ip.static_nat = None;
+                }
+            }
+            NetworkAction::AddPortForward {
+                router_id,
+                rule_id,
+                entry,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config.port_forwards.insert(*rule_id, entry.clone());
+                }
+            }
+            NetworkAction::RemovePortForward { router_id, rule_id } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    config.port_forwards.remove(rule_id);
+                }
+            }
+            NetworkAction::AddFirewallRule {
+                router_id,
+                rule_id,
+                entry,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config.firewall.insert(*rule_id, entry.clone());
+                }
+            }
+            NetworkAction::RemoveFirewallRule { router_id, rule_id } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    config.firewall.remove(rule_id);
+                }
+            }
+            NetworkAction::ConfigureLoadBalancer {
+                router_id,
+                rule_id,
+                entry,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config.load_balancers.insert(*rule_id, entry.clone());
+                }
+            }
+            NetworkAction::AssignToLoadBalancer {
+                router_id,
+                rule_id,
+                members,
+            } => {
+                // Members of a rule the router does not have wait for its configuration, which
+                // carries the complete member list.
+                if let Some(config) = self.router_mut(*router_id, false)?
+                    && let Some(rule) = config.load_balancers.get_mut(rule_id)
+                {
+                    rule.members.extend(members.iter().copied());
+                }
+            }
+            NetworkAction::RemoveFromLoadBalancer {
+                router_id,
+                rule_id,
+                members,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, true)?
+                    && let Some(rule) = config.load_balancers.get_mut(rule_id)
+                {
+                    rule.members.retain(|m| !members.contains(m));
+                }
+            }
+            NetworkAction::RemoveLoadBalancer { router_id, rule_id } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    config.load_balancers.remove(rule_id);
+                }
+            }
+            NetworkAction::AddDhcpEntry {
+                router_id,
+                mac,
+                entry,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config.dhcp.insert(mac.clone(), entry.clone());
+                }
+            }
+            NetworkAction::RemoveDhcpEntry { router_id, mac } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    config.dhcp.remove(mac);
+                }
+            }
+            NetworkAction::EnableVpn {
+                router_id,
+                entry,
+                users,
+            } => {
+                if let Some(config) = self.router_mut(*router_id, false)? {
+                    config.vpn = Some(entry.clone());
+                    config.vpn_users = users.clone();
+                }
+            }
+            NetworkAction::DisableVpn { router_id } => {
+                if let Some(config) = self.router_mut(*router_id, true)? {
+                    config.vpn = None;
+                    config.vpn_users.clear();
+                }
+            }
+            NetworkAction::AddVpnUser {
+                router_ids,
+                username,
+            } => {
+                // Routers destroyed since the command was decided are skipped.
+                for router_id in router_ids {
+                    if let Some(router) = self.routers.get_mut(router_id) {
+                        router.config.vpn_users.insert(username.clone());
+                    }
+                }
+            }
+            NetworkAction::RemoveVpnUser {
+                router_ids,
+                username,
+            } => {
+                for router_id in router_ids {
+                    if let Some(router) = self.routers.get_mut(router_id) {
+                        router.config.vpn_users.remove(username);
+                    }
+                }
+            }
+            NetworkAction::AuthorizeSecurityGroupRules {
+                group_id,
+                direction,
+                rules,
+            } => {
+                let group = self.security_groups.entry(*group_id).or_default();
+                let side = match direction {
+                    Direction::Ingress => &mut group.ingress,
+                    Direction::Egress => &mut group.egress,
+                };
+                side.extend(rules.iter().map(|rule| (rule.rule_id, rule.clone())));
+            }
+            NetworkAction::RevokeSecurityGroupRules {
+                group_id,
+                direction,
+                rule_ids,
+            } => {
+                let group = self.security_groups.entry(*group_id).or_default();
+                let side = match direction {
+                    Direction::Ingress => &mut group.ingress,
+                    Direction::Egress => &mut group.egress,
+                };
+                for rule_id in rule_ids {
+                    side.remove(rule_id);
+                }
+            }
+            NetworkAction::JoinSecurityGroup { group_id, vm_id } => {
+                self.security_groups
+                    .entry(*group_id)
+                    .or_default()
+                    .members
+                    .insert(*vm_id);
+            }
+            NetworkAction::LeaveSecurityGroup { group_id, vm_id } => {
+                self.security_groups
+                    .entry(*group_id)
+                    .or_default()
+                    .members
+                    .remove(vm_id);
+            }
+            NetworkAction::RemoveSecurityGroup { group_id } => {
+                self.security_groups.remove(group_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unplumbs `address` from a router with everything that still names it: port and IP
+/// forwards, ingress firewall rules, load balancer rules and the remote access VPN (whose users
+/// go with it, as with [`NetworkAction::DisableVpn`]).
+fn release_ip(config: &mut RouterConfig, address: IpAddr) {
+    config.public_ips.remove(&address);
+    config
+        .port_forwards
+        .retain(|_, rule| rule.public_ip != address);
+    config
+        .firewall
+        .retain(|_, rule| rule.public_ip != Some(address));
+    config
+        .load_balancers
+        .retain(|_, rule| rule.public_ip != address);
+    if config
+        .vpn
+        .as_ref()
+        .is_some_and(|vpn| vpn.public_ip == address)
+    {
+        config.vpn = None;
+        config.vpn_users.clear();
     }
 }
 
@@ -396,29 +743,10 @@ impl HypervisorDriver for Simulator {
         }
     }
 
-    /// A repeated id is answered at once with the stored outcome. A command whose id is still
-    /// in flight (sleeping its latency) when the repeat arrives is not yet recorded: the repeat
-    /// sleeps too, and whichever finishes first runs it; the other answers its outcome.
+    /// See [`Simulator::submit`]; a [`DriverAction::Network`] runs exactly as through
+    /// [`NetworkDriver::execute_network`] (the same idempotency record and injections).
     fn execute(&self, command: DriverCommand) -> BoxFuture<'static, Result<(), DriverError>> {
-        let latency = {
-            let state = self.lock();
-            if let Some(outcome) = state.outcomes.get(&command.id) {
-                return futures::future::ready(outcome.clone()).boxed();
-            }
-            state.latency(command.action.kind())
-        };
-        let simulator = self.clone();
-        async move {
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            let mut state = simulator.lock();
-            if let Some(outcome) = state.outcomes.get(&command.id) {
-                return outcome.clone();
-            }
-            state.run(&command)
-        }
-        .boxed()
+        self.submit(command)
     }
 
     /// Counters are a pure function of how long each volume has been attached to a running VM
@@ -450,6 +778,80 @@ impl HypervisorDriver for Simulator {
 
     fn hypervisor(&self) -> &'static str {
         "Simulator"
+    }
+}
+
+impl NetworkDriver for Simulator {
+    fn adopt_router(&self, router_id: Uuid, config: RouterConfig, running: bool) {
+        let router = SimRouter {
+            running,
+            ..SimRouter::booted(config)
+        };
+        self.lock().routers.insert(router_id, router);
+    }
+
+    fn adopt_security_group(&self, group_id: Uuid, config: SecurityGroupConfig) {
+        self.lock().security_groups.insert(group_id, config);
+    }
+
+    /// See [`Simulator::submit`]: the same path, idempotency record and injections as
+    /// hypervisor commands, under the action's own [`CommandKind`].
+    fn execute_network(
+        &self,
+        command_id: Uuid,
+        action: NetworkAction,
+    ) -> BoxFuture<'static, Result<(), DriverError>> {
+        self.submit(DriverCommand {
+            id: command_id,
+            action: DriverAction::Network(action),
+        })
+    }
+
+    fn router_config(&self, router_id: Uuid) -> Option<RouterConfig> {
+        self.lock()
+            .routers
+            .get(&router_id)
+            .map(|router| router.config.clone())
+    }
+
+    fn router_running(&self, router_id: Uuid) -> Option<bool> {
+        self.lock()
+            .routers
+            .get(&router_id)
+            .map(|router| router.running)
+    }
+
+    fn security_group_config(&self, group_id: Uuid) -> Option<SecurityGroupConfig> {
+        self.lock().security_groups.get(&group_id).cloned()
+    }
+
+    /// Counters of a running router grow by `elapsed_ms` times 10 bytes sent and 25 received,
+    /// times one plus its DHCP entries (busier networks move more traffic): deterministic,
+    /// monotonic until the router is started again or rebooted, frozen while it is stopped.
+    fn read_router_counters(&self, elapsed_ms: u64) -> Vec<RouterCounters> {
+        let mut state = self.lock();
+        state
+            .routers
+            .iter_mut()
+            .filter(|(_, router)| router.running)
+            .map(|(router_id, router)| {
+                let load = u64::try_from(router.config.dhcp.len())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1)
+                    .saturating_mul(elapsed_ms);
+                router.bytes_sent = router
+                    .bytes_sent
+                    .saturating_add(load.saturating_mul(SENT_PER_MS));
+                router.bytes_received = router
+                    .bytes_received
+                    .saturating_add(load.saturating_mul(RECEIVED_PER_MS));
+                RouterCounters {
+                    router_id: *router_id,
+                    bytes_sent: router.bytes_sent,
+                    bytes_received: router.bytes_received,
+                }
+            })
+            .collect()
     }
 }
 
@@ -826,5 +1228,499 @@ mod tests {
                 .map_err(|e| matches!(e, DriverError::NotRunning(_))),
             Err(true)
         );
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn dhcp_entry(address: &str) -> super::super::network::DhcpEntry {
+        super::super::network::DhcpEntry {
+            ip: ip(address),
+            hostname: "vm".into(),
+            default: true,
+        }
+    }
+
+    /// A router configuration with one public IP and `nics` DHCP entries.
+    fn router_config(public: &str, nics: usize) -> RouterConfig {
+        let mut config = RouterConfig::default();
+        config.public_ips.insert(
+            ip(public),
+            PublicIpEntry {
+                source_nat: true,
+                static_nat: None,
+            },
+        );
+        for n in 0..nics {
+            config
+                .dhcp
+                .insert(format!("02:00:00:00:00:{n:02x}"), dhcp_entry("10.1.1.10"));
+        }
+        config
+    }
+
+    async fn net(sim: &Simulator, action: NetworkAction) -> Result<(), DriverError> {
+        sim.execute_network(Uuid::new_v4(), action).await
+    }
+
+    async fn started_router(sim: &Simulator, config: RouterConfig) -> Uuid {
+        let router_id = Uuid::new_v4();
+        net(sim, NetworkAction::StartRouter { router_id, config })
+            .await
+            .unwrap();
+        router_id
+    }
+
+    #[tokio::test]
+    async fn network_repeated_id_answers_first_outcome_through_either_entry() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let router_id = started_router(&sim, router_config("192.0.2.1", 0)).await;
+        let id = Uuid::new_v4();
+        let add = NetworkAction::AddDhcpEntry {
+            router_id,
+            mac: "02:00:00:00:00:01".into(),
+            entry: dhcp_entry("10.1.1.5"),
+        };
+        sim.execute_network(id, add.clone()).await.unwrap();
+        // Removed meanwhile; the repeated id does not add it back.
+        net(
+            &sim,
+            NetworkAction::RemoveDhcpEntry {
+                router_id,
+                mac: "02:00:00:00:00:01".into(),
+            },
+        )
+        .await
+        .unwrap();
+        sim.execute_network(id, add.clone()).await.unwrap();
+        // The hypervisor entry shares the record.
+        sim.execute(DriverCommand {
+            id,
+            action: DriverAction::Network(add),
+        })
+        .await
+        .unwrap();
+        assert!(sim.router_config(router_id).unwrap().dhcp.is_empty());
+        assert_eq!(sim.executed(CommandKind::DhcpEntry), 2);
+
+        // A network action sent through the hypervisor entry acts like one sent directly.
+        let other = Uuid::new_v4();
+        sim.execute(command(DriverAction::Network(NetworkAction::StartRouter {
+            router_id: other,
+            config: RouterConfig::default(),
+        })))
+        .await
+        .unwrap();
+        assert_eq!(sim.router_running(other), Some(true));
+        let mut expected = vec![router_id, other];
+        expected.sort();
+        assert_eq!(sim.routers(), expected);
+    }
+
+    #[tokio::test]
+    async fn injected_failure_on_a_network_kind() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let router_id = started_router(&sim, RouterConfig::default()).await;
+        let kind = CommandKind::from_agent_name("SetFirewallRulesCommand").unwrap();
+        sim.fail_next(kind, 1);
+        let entry = super::super::network::FirewallEntry {
+            direction: Direction::Ingress,
+            public_ip: Some(ip("192.0.2.1")),
+            protocol: "tcp".into(),
+            start_port: Some(22),
+            end_port: Some(22),
+            icmp_type: None,
+            icmp_code: None,
+            source_cidrs: vec!["0.0.0.0/0".into()],
+            destination_cidrs: Vec::new(),
+        };
+        let (rule_id, id) = (Uuid::new_v4(), Uuid::new_v4());
+        let add = NetworkAction::AddFirewallRule {
+            router_id,
+            rule_id,
+            entry,
+        };
+        let err = sim.execute_network(id, add.clone()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Simulated failure of SetFirewallRulesCommand (injected by configureSimulator)"
+        );
+        // The failure is the command's outcome for good; other kinds are unaffected.
+        assert_eq!(sim.execute_network(id, add.clone()).await, Err(err));
+        assert!(sim.router_config(router_id).unwrap().firewall.is_empty());
+        net(
+            &sim,
+            NetworkAction::RemoveDhcpEntry {
+                router_id,
+                mac: "x".into(),
+            },
+        )
+        .await
+        .unwrap();
+        net(&sim, add).await.unwrap();
+        assert!(
+            sim.router_config(router_id)
+                .unwrap()
+                .firewall
+                .contains_key(&rule_id)
+        );
+        assert_eq!(sim.executed(CommandKind::Firewall), 2);
+        assert_eq!(sim.executed(CommandKind::DhcpEntry), 1);
+    }
+
+    #[tokio::test]
+    async fn release_ip_removes_everything_on_the_address() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let (kept, released) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let router_id = started_router(&sim, router_config("192.0.2.1", 1)).await;
+        net(
+            &sim,
+            NetworkAction::AssociateIp {
+                router_id,
+                address: released,
+                source_nat: false,
+            },
+        )
+        .await
+        .unwrap();
+        let forward = |public_ip| super::super::network::PortForwardEntry {
+            public_ip,
+            protocol: "tcp".into(),
+            public_start_port: Some(80),
+            public_end_port: Some(80),
+            private_ip: ip("10.1.1.10"),
+            private_start_port: Some(8080),
+            private_end_port: Some(8080),
+            cidrs: Vec::new(),
+        };
+        let firewall = |public_ip| super::super::network::FirewallEntry {
+            direction: Direction::Ingress,
+            public_ip: Some(public_ip),
+            protocol: "tcp".into(),
+            start_port: Some(80),
+            end_port: Some(80),
+            icmp_type: None,
+            icmp_code: None,
+            source_cidrs: Vec::new(),
+            destination_cidrs: Vec::new(),
+        };
+        let balancer = |public_ip| super::super::network::LoadBalancerEntry {
+            public_ip,
+            public_port: 443,
+            private_port: 443,
+            algorithm: "roundrobin".into(),
+            protocol: "tcp".into(),
+            members: BTreeSet::from([ip("10.1.1.10")]),
+            cidrs: Vec::new(),
+        };
+        let mut kept_rules = Vec::new();
+        for address in [kept, released] {
+            let (pf, fw, lb) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+            net(
+                &sim,
+                NetworkAction::AddPortForward {
+                    router_id,
+                    rule_id: pf,
+                    entry: forward(address),
+                },
+            )
+            .await
+            .unwrap();
+            net(
+                &sim,
+                NetworkAction::AddFirewallRule {
+                    router_id,
+                    rule_id: fw,
+                    entry: firewall(address),
+                },
+            )
+            .await
+            .unwrap();
+            net(
+                &sim,
+                NetworkAction::ConfigureLoadBalancer {
+                    router_id,
+                    rule_id: lb,
+                    entry: balancer(address),
+                },
+            )
+            .await
+            .unwrap();
+            if address == kept {
+                kept_rules = vec![pf, fw, lb];
+            }
+        }
+        net(
+            &sim,
+            NetworkAction::EnableVpn {
+                router_id,
+                entry: super::super::network::VpnEntry {
+                    public_ip: released,
+                    ip_range: "10.1.2.1-10.1.2.8".into(),
+                },
+                users: BTreeSet::from(["alice".to_owned()]),
+            },
+        )
+        .await
+        .unwrap();
+        net(
+            &sim,
+            NetworkAction::ReleaseIp {
+                router_id,
+                address: released,
+            },
+        )
+        .await
+        .unwrap();
+        let config = sim.router_config(router_id).unwrap();
+        assert_eq!(
+            config.public_ips.keys().copied().collect::<Vec<_>>(),
+            [kept]
+        );
+        assert_eq!(
+            config.port_forwards.keys().copied().collect::<Vec<_>>(),
+            [kept_rules[0]]
+        );
+        assert_eq!(
+            config.firewall.keys().copied().collect::<Vec<_>>(),
+            [kept_rules[1]]
+        );
+        assert_eq!(
+            config.load_balancers.keys().copied().collect::<Vec<_>>(),
+            [kept_rules[2]]
+        );
+        assert_eq!(config.vpn, None);
+        assert!(config.vpn_users.is_empty());
+        assert_eq!(config.dhcp.len(), 1);
+        // Releasing it again succeeds and changes nothing.
+        net(
+            &sim,
+            NetworkAction::ReleaseIp {
+                router_id,
+                address: released,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(sim.router_config(router_id), Some(config));
+    }
+
+    #[tokio::test]
+    async fn reboot_resets_counters_and_stop_freezes_them() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        assert!(sim.read_router_counters(1000).is_empty());
+        // One DHCP entry: twice the traffic of an empty router.
+        let busy = started_router(&sim, router_config("192.0.2.1", 1)).await;
+        let idle = started_router(&sim, RouterConfig::default()).await;
+        let reading = |readings: Vec<RouterCounters>, id: Uuid| {
+            readings
+                .into_iter()
+                .find(|c| c.router_id == id)
+                .map(|c| (c.bytes_sent, c.bytes_received))
+        };
+        let first = sim.read_router_counters(1000);
+        assert_eq!(reading(first.clone(), busy), Some((20_000, 50_000)));
+        assert_eq!(reading(first, idle), Some((10_000, 25_000)));
+        assert_eq!(
+            reading(sim.read_router_counters(100), busy),
+            Some((22_000, 55_000))
+        );
+
+        net(&sim, NetworkAction::RebootRouter { router_id: busy })
+            .await
+            .unwrap();
+        assert_eq!(sim.router_running(busy), Some(true));
+        assert_eq!(sim.router_config(busy), Some(router_config("192.0.2.1", 1)));
+        assert_eq!(reading(sim.read_router_counters(0), busy), Some((0, 0)));
+
+        // Stopped: not reported, keeps its configuration, and its counters do not grow.
+        assert_eq!(
+            reading(sim.read_router_counters(500), busy),
+            Some((10_000, 25_000))
+        );
+        net(&sim, NetworkAction::StopRouter { router_id: busy })
+            .await
+            .unwrap();
+        assert_eq!(sim.router_running(busy), Some(false));
+        assert_eq!(reading(sim.read_router_counters(60_000), busy), None);
+        assert_eq!(sim.router_config(busy), Some(router_config("192.0.2.1", 1)));
+        // A new start replaces the configuration and counts from zero.
+        net(
+            &sim,
+            NetworkAction::StartRouter {
+                router_id: busy,
+                config: RouterConfig::default(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(sim.router_config(busy), Some(RouterConfig::default()));
+        assert_eq!(reading(sim.read_router_counters(0), busy), Some((0, 0)));
+        // Adopted routers run and count from zero.
+        let adopted = Uuid::new_v4();
+        sim.adopt_router(adopted, RouterConfig::default(), true);
+        assert_eq!(
+            reading(sim.read_router_counters(1), adopted),
+            Some((10, 25))
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_router_fails_but_removals_succeed() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let router_id = Uuid::new_v4();
+        let err = net(
+            &sim,
+            NetworkAction::AssociateIp {
+                router_id,
+                address: ip("192.0.2.1"),
+                source_nat: true,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, DriverError::UnknownRouter(router_id));
+        assert_eq!(
+            err.to_string(),
+            format!("router {router_id} is not known to the simulator")
+        );
+        assert_eq!(
+            net(&sim, NetworkAction::RebootRouter { router_id }).await,
+            Err(DriverError::UnknownRouter(router_id))
+        );
+        for removal in [
+            NetworkAction::ReleaseIp {
+                router_id,
+                address: ip("192.0.2.1"),
+            },
+            NetworkAction::RemovePortForward {
+                router_id,
+                rule_id: Uuid::new_v4(),
+            },
+            NetworkAction::RemoveFirewallRule {
+                router_id,
+                rule_id: Uuid::new_v4(),
+            },
+            NetworkAction::RemoveLoadBalancer {
+                router_id,
+                rule_id: Uuid::new_v4(),
+            },
+            NetworkAction::RemoveDhcpEntry {
+                router_id,
+                mac: "02:00:00:00:00:01".into(),
+            },
+            NetworkAction::DisableVpn { router_id },
+            NetworkAction::StopRouter { router_id },
+            NetworkAction::DestroyRouter { router_id },
+        ] {
+            net(&sim, removal).await.unwrap();
+        }
+        assert!(sim.routers().is_empty());
+        assert_eq!(sim.router_config(router_id), None);
+        assert_eq!(sim.router_running(router_id), None);
+
+        // After a destroy the router is unknown again.
+        let router_id = started_router(&sim, RouterConfig::default()).await;
+        net(&sim, NetworkAction::DestroyRouter { router_id })
+            .await
+            .unwrap();
+        assert_eq!(sim.router_config(router_id), None);
+        assert!(matches!(
+            net(
+                &sim,
+                NetworkAction::EnableVpn {
+                    router_id,
+                    entry: super::super::network::VpnEntry {
+                        public_ip: ip("192.0.2.1"),
+                        ip_range: "10.1.2.1-10.1.2.8".into(),
+                    },
+                    users: BTreeSet::new(),
+                },
+            )
+            .await,
+            Err(DriverError::UnknownRouter(id)) if id == router_id
+        ));
+        // VPN users go to the listed routers that exist.
+        let known = started_router(&sim, RouterConfig::default()).await;
+        net(
+            &sim,
+            NetworkAction::AddVpnUser {
+                router_ids: BTreeSet::from([known, router_id]),
+                username: "bob".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(sim.router_config(known).unwrap().vpn_users.contains("bob"));
+        assert_eq!(sim.routers(), vec![known]);
+    }
+
+    #[tokio::test]
+    async fn security_groups_are_created_on_first_use() {
+        let sim = Simulator::new(SimulatorConfig::default());
+        let (group, vm) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(sim.security_group_config(group), None);
+        net(
+            &sim,
+            NetworkAction::JoinSecurityGroup {
+                group_id: group,
+                vm_id: vm,
+            },
+        )
+        .await
+        .unwrap();
+        let rule = super::super::network::SecurityRuleEntry {
+            rule_id: Uuid::new_v4(),
+            protocol: "tcp".into(),
+            start_port: Some(22),
+            end_port: Some(22),
+            icmp_type: None,
+            icmp_code: None,
+            cidr: Some("0.0.0.0/0".into()),
+            source_group_id: None,
+        };
+        net(
+            &sim,
+            NetworkAction::AuthorizeSecurityGroupRules {
+                group_id: group,
+                direction: Direction::Ingress,
+                rules: vec![rule.clone()],
+            },
+        )
+        .await
+        .unwrap();
+        let config = sim.security_group_config(group).unwrap();
+        assert_eq!(config.members, BTreeSet::from([vm]));
+        assert_eq!(config.ingress.get(&rule.rule_id), Some(&rule));
+        assert!(config.egress.is_empty());
+        net(
+            &sim,
+            NetworkAction::RevokeSecurityGroupRules {
+                group_id: group,
+                direction: Direction::Ingress,
+                rule_ids: vec![rule.rule_id],
+            },
+        )
+        .await
+        .unwrap();
+        net(
+            &sim,
+            NetworkAction::LeaveSecurityGroup {
+                group_id: group,
+                vm_id: vm,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sim.security_group_config(group),
+            Some(SecurityGroupConfig::default())
+        );
+        net(&sim, NetworkAction::RemoveSecurityGroup { group_id: group })
+            .await
+            .unwrap();
+        assert_eq!(sim.security_group_config(group), None);
+        assert_eq!(sim.executed(CommandKind::SecurityGroupRules), 5);
     }
 }
