@@ -1,6 +1,7 @@
 //! First run and demo data: the ROOT domain with the `admin` account, user and API key pair
-//! (printed once and kept in a 0600 file), and, with `serve --demo`, a zone and offerings so a
-//! new user can deploy at once.
+//! (printed once and kept in a 0600 file); at every start, CloudStack's built-in network and
+//! VPC offerings; and, with `serve --demo`, a zone, offerings and a public IP range so a new
+//! user can deploy at once.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,9 +16,11 @@ use engine::event::infrastructure::{
     ZoneFacts, ZoneLifecycle,
 };
 use engine::event::storage::{TemplateFacts, TemplateLifecycle};
+use engine::event::network::VlanIpRangeFacts;
 use engine::event::{
-    AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, HostEvent, NewEvent, PodEvent,
-    ServiceOfferingEvent, TemplateEvent, UserEvent, ZoneEvent,
+    AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, HostEvent, NetworkOfferingEvent,
+    NewEvent, PodEvent, ServiceOfferingEvent, TemplateEvent, UserEvent, VlanEvent,
+    VpcOfferingEvent, ZoneEvent,
 };
 use engine::ids::derived_event_id;
 use engine::secrets;
@@ -26,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::allocation::ALLOCATION;
+use crate::commands::catalog::CATALOG;
 use crate::commands::domains::IDENTITY;
+use crate::commands::networks::{builtin_network_offerings, builtin_vpc_offering};
 use crate::commands::templates::os_type_id;
 use crate::commands::users::key_registration;
 use crate::context::Ctx;
@@ -72,13 +77,15 @@ pub enum BootstrapError {
     },
 }
 
-/// On an empty log, creates ROOT, the `admin` account and user and their key pair, writes the
+/// At every start, seeds the built-in network offerings (see [`seed_builtin_offerings`]); on an
+/// empty log, creates ROOT, the `admin` account and user and their key pair, writes the
 /// credentials file, and returns the credentials to print. Returns `None` when the log already
 /// has a ROOT domain (every later start).
 pub async fn ensure_admin(
     ctx: &Ctx,
     data_dir: &Path,
 ) -> Result<Option<AdminCredentials>, BootstrapError> {
+    seed_builtin_offerings(ctx).await?;
     if !ctx.models.read().identity.domains.is_empty() {
         return Ok(None);
     }
@@ -195,6 +202,43 @@ pub fn read_credentials(data_dir: &Path) -> Result<AdminCredentials, BootstrapEr
     })
 }
 
+/// Seeds CloudStack's default network offerings (`DefaultIsolatedNetworkOfferingWithSourceNatService`,
+/// `DefaultSharedNetworkOffering`, `DefaultL2NetworkOffering`,
+/// `DefaultIsolatedNetworkOfferingForVpcNetworks`) and its "Default VPC offering" on the catalog
+/// stream, each one that is absent: CloudStack creates them when it starts, and every
+/// deploy's default network needs the first. Their ids are fixed and their events' ids derived,
+/// so seeding is idempotent. Returns whether anything was appended.
+pub async fn seed_builtin_offerings(ctx: &Ctx) -> Result<bool, ApiError> {
+    let written = ctx
+        .decide(CATALOG, |state| {
+            let mut events = Vec::new();
+            for offering in builtin_network_offerings() {
+                if state
+                    .network
+                    .offerings
+                    .get(&offering.network_offering_id)
+                    .is_none()
+                {
+                    let kind = format!("network-offering:{}", offering.name);
+                    events.push(seeded(
+                        &kind,
+                        EventBody::NetworkOffering(NetworkOfferingEvent::Create(offering)),
+                    ));
+                }
+            }
+            let vpc = builtin_vpc_offering();
+            if state.network.vpc_offerings.get(&vpc.vpc_offering_id).is_none() {
+                events.push(seeded(
+                    "vpc-offering:default",
+                    EventBody::VpcOffering(VpcOfferingEvent::Create(vpc)),
+                ));
+            }
+            Ok(events)
+        })
+        .await?;
+    Ok(written.is_some())
+}
+
 /// Names the demo entities: their ids are derived from this, so seeding twice is a no-op.
 const DEMO: Uuid = Uuid::from_u128(0x6c656467_6572_7374_6163_6b2d64656d6f);
 
@@ -205,9 +249,11 @@ pub fn demo_id(kind: &str) -> Uuid {
 
 /// Seeds a zone, two service offerings, a fixed-size and a custom-size disk offering, unless
 /// the catalog already has a zone; then, in the demo zone, a pod, a cluster, two simulator
-/// hosts and a featured public template, unless the demo pod exists already. The hosts and
-/// the template are decided on the allocation stream, which owns host capacity and the
-/// template limit (DESIGN.md invariant 8).
+/// hosts and a featured public template, unless the demo pod exists already; and a public IP
+/// range for its virtual networks, unless the zone has a range already (so a data directory
+/// seeded before ranges existed gets one). The hosts, the template and the range are decided
+/// on the allocation stream, which owns host capacity, the template limit and the public IP
+/// pool (DESIGN.md invariant 8).
 pub async fn seed_demo(ctx: &Ctx) -> Result<bool, ApiError> {
     let written = ctx
         .decide("catalog", |state| {
@@ -229,12 +275,49 @@ pub async fn seed_demo(ctx: &Ctx) -> Result<bool, ApiError> {
             demo_infrastructure(state)
         })
         .await?;
-    Ok(written.is_some() || infrastructure.is_some())
+    let range = ctx
+        .decide(ALLOCATION, |state| {
+            let zone_id = demo_id("zone");
+            if state.catalog.zones.get(&zone_id).is_none()
+                || state
+                    .network
+                    .vlan_ranges
+                    .values()
+                    .any(|r| r.facts.zone_id == zone_id)
+            {
+                return Ok(vec![]);
+            }
+            Ok(vec![demo_public_range(zone_id)])
+        })
+        .await?;
+    Ok(written.is_some() || infrastructure.is_some() || range.is_some())
 }
 
 /// A seeded event: its id derives from `kind`, so seeding twice appends it once.
 fn seeded(kind: &str, body: EventBody) -> NewEvent {
     NewEvent::with_id(demo_id(&format!("event:{kind}")), body)
+}
+
+/// The demo zone's public range for virtual networks: 172.16.0.10 to 172.16.15.250 (about four
+/// thousand addresses, one per account's default network and then some), untagged.
+fn demo_public_range(zone_id: Uuid) -> NewEvent {
+    seeded(
+        "public-range",
+        EventBody::Vlan(VlanEvent::IpRangeCreate(VlanIpRangeFacts {
+            vlan_range_id: demo_id("public-range"),
+            zone_id,
+            pod_id: None,
+            vlan: "untagged".into(),
+            gateway: [172, 16, 0, 1].into(),
+            netmask: "255.255.240.0".into(),
+            start_ip: [172, 16, 0, 10].into(),
+            end_ip: [172, 16, 15, 250].into(),
+            for_virtual_network: true,
+            network_id: None,
+            account_id: None,
+            domain_id: None,
+        })),
+    )
 }
 
 /// The demo pod, cluster, hosts and template, owned by the root admin account.

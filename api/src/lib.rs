@@ -19,4 +19,5 @@ pub mod network_implementation;
 pub mod protocol;
 pub mod registry;
 pub mod response;
+pub mod rule_conflicts;
 pub mod server;

@@ -67,6 +67,9 @@ struct Orchestrator {
     network: Arc<dyn NetworkDriver>,
     clock: Arc<dyn Clock>,
     in_flight: Mutex<BTreeSet<Uuid>>,
+    /// Woken when a command is no longer in flight, so the one queued behind it on the same
+    /// device starts at once rather than at the next idle wake.
+    finished: tokio::sync::Notify,
 }
 
 /// When a periodic counter reading is due, on the server clock.
@@ -115,6 +118,7 @@ pub fn start(
         network,
         clock,
         in_flight: Mutex::new(BTreeSet::new()),
+        finished: tokio::sync::Notify::new(),
     });
     let task = tokio::spawn(orchestrator.run(stop_rx));
     OrchestratorHandle {
@@ -163,19 +167,27 @@ impl Orchestrator {
                     .in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let todo: Vec<PendingCommand> = state
-                    .orchestration
-                    .in_order()
-                    .into_iter()
-                    .filter(|c| !in_flight.contains(&c.command.id))
-                    .filter(|c| {
-                        startup.contains(&c.command.id)
+                // Network commands of one router (or security group) run one at a time in log
+                // order: a device is busy while one of its commands runs or an earlier one
+                // still waits.
+                let mut busy: BTreeSet<Uuid> = BTreeSet::new();
+                let mut todo: Vec<PendingCommand> = Vec::new();
+                for c in state.orchestration.in_order() {
+                    let devices = match &c.command.action {
+                        DriverAction::Network(action) => action.devices(),
+                        _ => BTreeSet::new(),
+                    };
+                    let ready = !in_flight.contains(&c.command.id)
+                        && (startup.contains(&c.command.id)
                             || c.job_id.is_none_or(|job| {
                                 state.jobs.jobs.get(&job).is_some_and(|j| j.proc_status > 0)
-                            })
-                    })
-                    .cloned()
-                    .collect();
+                            }))
+                        && devices.is_disjoint(&busy);
+                    busy.extend(devices);
+                    if ready {
+                        todo.push(c.clone());
+                    }
+                }
                 (
                     hosts,
                     todo,
@@ -210,6 +222,7 @@ impl Orchestrator {
             }
             tokio::select! {
                 _ = &mut stop => return,
+                () = self.finished.notified() => {}
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return;
@@ -307,6 +320,8 @@ impl Orchestrator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
+        // The next command of the same router may go now.
+        self.finished.notify_one();
     }
 
     /// Appends one VOLUME.STATS per volume of every running VM, `elapsed_ms` after the

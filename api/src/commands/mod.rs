@@ -79,6 +79,20 @@ pub fn render_job_result(state: &State, job: &JobRow) -> Result<Reply, ApiError>
         "createVMSnapshot" => snapshots::vm_snapshot_reply(state, instance),
         "revertToVMSnapshot" => snapshots::reverted_vm_reply(state, instance),
         "deleteVMSnapshot" | "deleteSnapshot" => Ok(Reply::success()),
+        "startRouter" | "stopRouter" | "rebootRouter" => routers::router_reply(state, instance),
+        "destroyRouter" => Ok(routers::destroyed_router_reply(instance)),
+        "createVPC" => vpcs::vpc_reply(state, instance),
+        "authorizeSecurityGroupIngress" | "authorizeSecurityGroupEgress" => {
+            security_groups::group_reply(state, instance, None)
+        }
+        "createRemoteAccessVpn" => vpn::vpn_reply_for_ip(state, instance),
+        "addVpnUser" => vpn::vpn_user_reply(state, instance),
+        "restartVPC"
+        | "deleteVPC"
+        | "revokeSecurityGroupIngress"
+        | "revokeSecurityGroupEgress"
+        | "deleteRemoteAccessVpn"
+        | "removeVpnUser" => Ok(Reply::success()),
         other => Err(ApiError::internal(format!(
             "no result view for {other} after a restart"
         ))),

@@ -8,6 +8,7 @@
 //! stream (capacity, limits, addresses and names are checked there, DESIGN.md invariant 8);
 //! the orchestrator runs it and the job completes from its result (see `jobs::after_command`).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use compact_str::CompactString;
@@ -17,8 +18,10 @@ use engine::event::vm::{
     VmCreated, VmDestroyed, VmFacts, VmLifecycle, VmMigrated, VmOfferingChanged, VmStarted,
     VmStopped, VmUpdated,
 };
+use engine::event::services::SecurityGroupMembership;
 use engine::event::{
-    EventBody, NetworkEvent, NetworkOfferingEvent, NewEvent, NicEvent, VmEvent, VolumeEvent,
+    EventBody, NetworkEvent, NetworkOfferingEvent, NewEvent, NicEvent, SecurityGroupEvent, VmEvent,
+    VolumeEvent,
 };
 use projections::State;
 use projections::catalog::Created;
@@ -28,6 +31,7 @@ use projections::orchestrator::expunge_events;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::networks::{self, settle_router};
 use crate::allocation::{self, ALLOCATION, ResourceType, check_limit, gib};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::context::Ctx;
@@ -42,12 +46,9 @@ use crate::response::Reply;
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
-/// The network offering of every account's default guest network: CloudStack's built-in
-/// `DefaultIsolatedNetworkOfferingWithSourceNatService`, under a fixed id.
-pub const DEFAULT_NETWORK_OFFERING: Uuid = Uuid::from_u128(0x6c656467_6572_4e4f_8000_000000000001);
-
-/// Guest CIDR of a default network when its zone sets none (CloudStack's default).
-const DEFAULT_GUEST_CIDR: &str = "10.1.1.0/24";
+/// The network offering of every account's default guest network (defined with the other
+/// built-in offerings in `networks`).
+pub use super::networks::DEFAULT_NETWORK_OFFERING;
 
 /// The fields of a `virtualmachine` (listApis).
 pub const VM_FIELDS: &[ResponseField] = &[
@@ -238,6 +239,16 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "networkids",
                 T::List,
                 "list of network ids used by virtual machine (default: the account's default guest network)",
+            ),
+            param(
+                "securitygroupids",
+                T::List,
+                "comma separated list of security groups id that going to be applied to the virtual machine. Mutually exclusive with securitygroupnames parameter",
+            ),
+            param(
+                "securitygroupnames",
+                T::List,
+                "comma separated list of security groups names that going to be applied to the virtual machine. Mutually exclusive with securitygroupids parameter",
             ),
             param(
                 "hostid",
@@ -643,7 +654,27 @@ pub fn vm_json(state: &State, row: &VmRow) -> Value {
         .map(|nic| nic_json(state, nic))
         .collect();
     put("nic", Value::Array(nics));
-    put("securitygroup", json!([]));
+    let groups: Vec<Value> = state
+        .network
+        .security_groups
+        .values()
+        .filter(|g| g.members.contains(&f.vm_id))
+        .map(|g| {
+            let mut group = Map::new();
+            group.insert("id".into(), json!(g.facts.group_id));
+            group.insert("name".into(), json!(g.facts.name));
+            if let Some(d) = &g.facts.description {
+                group.insert("description".into(), json!(d));
+            }
+            group.insert(
+                "account".into(),
+                json!(state.identity.account_name(g.facts.account_id)),
+            );
+            group.insert("domainid".into(), json!(g.facts.domain_id));
+            Value::Object(group)
+        })
+        .collect();
+    put("securitygroup", Value::Array(groups));
     put("affinitygroup", json!([]));
     put("tags", super::tags::tags_json(state, f.vm_id));
     Value::Object(vm)
@@ -655,8 +686,8 @@ fn nic_json(state: &State, nic: &Created<NicFacts>) -> Value {
     let netmask = network
         .and_then(|net| net.facts.cidr.as_deref())
         .and_then(allocation::parse_cidr)
-        .map(|(_, prefix)| std::net::Ipv4Addr::from(u32::MAX << (32 - prefix)).to_string());
-    json!({
+        .map(|(_, prefix)| networks::netmask_of(prefix));
+    let mut nic = json!({
         "id": n.nic_id,
         "networkid": n.network_id,
         "networkname": network.map(|net| &net.facts.name),
@@ -668,7 +699,26 @@ fn nic_json(state: &State, nic: &Created<NicFacts>) -> Value {
         "deviceid": n.device_id.to_string(),
         "type": network.map(|net| &net.facts.guest_type),
         "traffictype": "Guest",
-    })
+        "virtualmachineid": n.vm_id,
+    });
+    if let Some(vlan) = network.and_then(|net| net.facts.vlan.as_ref()) {
+        nic["broadcasturi"] = json!(vlan);
+        nic["isolationuri"] = json!(vlan);
+    }
+    if let Some(vpc) = network.and_then(|net| net.facts.vpc_id) {
+        nic["vpcid"] = json!(vpc);
+        nic["vpcname"] = json!(state.network.vpcs.get(&vpc).map(|v| &v.facts.name));
+    }
+    // The public address static NAT maps to this NIC (NicResponse `publicip`).
+    if let Some(ip) = state.network.public_ips.values().find(|ip| {
+        ip.static_nat
+            .as_ref()
+            .is_some_and(|s| s.facts.vm_id == n.vm_id && s.facts.network_id == n.network_id)
+    }) {
+        nic["publicipid"] = json!(ip.facts.ip_id);
+        nic["publicip"] = json!(ip.facts.address);
+    }
+    nic
 }
 
 /// The `virtualmachine` reply for a VM.
@@ -845,6 +895,8 @@ struct DeployPlan {
     disk_offering_id: Option<Uuid>,
     data_disk_gb: Option<u64>,
     network_ids: Vec<Uuid>,
+    security_group_ids: Vec<Uuid>,
+    security_group_names: Vec<String>,
     host_id: Option<Uuid>,
     group: Option<String>,
 }
@@ -893,6 +945,29 @@ fn plan(call: &Call) -> Result<DeployPlan, ApiError> {
                 .map_err(|_| ApiError::invalid_param(format!("Invalid network id {id}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let security_group_ids = call
+        .str("securitygroupids")
+        .map(crate::protocol::params::parse_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| {
+            Uuid::parse_str(id.trim())
+                .map_err(|_| ApiError::invalid_param(format!("Invalid security group id {id}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let security_group_names: Vec<String> = call
+        .str("securitygroupnames")
+        .map(crate::protocol::params::parse_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if !security_group_ids.is_empty() && !security_group_names.is_empty() {
+        return Err(ApiError::invalid_param(
+            "securitygroupids parameter is mutually exclusive with securitygroupnames parameter",
+        ));
+    }
     let name = call.str("name").map(str::to_owned);
     if let Some(n) = &name
         && !is_valid_host_name(n)
@@ -915,6 +990,8 @@ fn plan(call: &Call) -> Result<DeployPlan, ApiError> {
         disk_offering_id: call.uuid("diskofferingid")?,
         data_disk_gb: positive_gb(call, "size")?,
         network_ids,
+        security_group_ids,
+        security_group_names,
         host_id: call.uuid("hostid")?,
         group: call.str("group").map(str::to_owned),
     })
@@ -929,9 +1006,42 @@ fn is_valid_host_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-fn mac_address(nic_id: Uuid) -> CompactString {
-    let b = nic_id.as_bytes();
-    format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3]).into()
+/// The security groups a deploy names (`securitygroupids` or `securitygroupnames`): each must
+/// exist and belong to the VM's account (431 otherwise).
+fn security_groups(
+    state: &State,
+    plan: &DeployPlan,
+    account_id: Uuid,
+    account_name: &str,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut groups: Vec<Uuid> = Vec::new();
+    for id in &plan.security_group_ids {
+        let group = state.network.security_groups.get(id).ok_or_else(|| {
+            ApiError::invalid_param(format!("Unable to find security group by id {id}"))
+        })?;
+        if group.facts.account_id != account_id {
+            return Err(ApiError::invalid_param(format!(
+                "Security group {id} does not belong to account {account_name}"
+            )));
+        }
+        groups.push(*id);
+    }
+    for name in &plan.security_group_names {
+        let group = state
+            .network
+            .security_groups
+            .values()
+            .find(|g| g.facts.account_id == account_id && g.facts.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                ApiError::invalid_param(format!(
+                    "Unable to find group by name {name} for account {account_name}"
+                ))
+            })?;
+        groups.push(group.facts.group_id);
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    Ok(groups)
 }
 
 /// Every event of a deploy, decided on `state`.
@@ -1091,32 +1201,19 @@ fn decide_deploy(
     };
 
     let mut events = Vec::new();
-    // The NIC: on the given network, or the account's default network (created on first need).
-    let network = match plan.network_ids.first() {
-        Some(id) => {
-            let n = state.compute.networks.get(id).ok_or_else(|| {
-                ApiError::invalid_param(format!("Unable to find network by id {id}"))
-            })?;
-            if n.facts.account_id != account_id
-                && !call
-                    .caller
-                    .may_access(state, n.facts.account_id, n.facts.domain_id)
-            {
-                return Err(ApiError::permission_denied(format!(
-                    "Acct[{account_id}] does not have permission to use network {id}"
-                )));
-            }
-            n.facts.clone()
-        }
-        None => match state.compute.default_network(account_id, plan.zone_id) {
-            Some(n) => n.facts.clone(),
+    // The NICs: one per given network (the first is the default), or one on the account's
+    // default network, created on first need.
+    let mut nets: Vec<NetworkFacts> = Vec::new();
+    if plan.network_ids.is_empty() {
+        match networks::default_network(state, account_id, plan.zone_id) {
+            Some(n) => nets.push(n.facts.clone()),
             None => {
                 check_limit(state, account_id, ResourceType::Network, 1)?;
                 let cidr: CompactString = zone
                     .facts
                     .guest_cidr
                     .clone()
-                    .unwrap_or_else(|| DEFAULT_GUEST_CIDR.into());
+                    .unwrap_or_else(|| networks::DEFAULT_GUEST_CIDR.into());
                 let gateway = allocation::parse_cidr(&cidr)
                     .map(|(base, _)| std::net::IpAddr::V4(std::net::Ipv4Addr::from(base + 1)));
                 let network = NetworkFacts {
@@ -1139,11 +1236,42 @@ fn decide_deploy(
                         network: network.clone(),
                     },
                 ))));
-                network
+                nets.push(network);
             }
-        },
-    };
-    let address = allocation::allocate_address(state, &network)?;
+        }
+    } else {
+        for id in &plan.network_ids {
+            if nets.iter().any(|n| n.network_id == *id) {
+                return Err(ApiError::invalid_param(format!(
+                    "Network {id} is given more than once in networkids"
+                )));
+            }
+            let n = networks::usable_network(state, call, account_id, domain_id, *id)?;
+            if n.facts.zone_id != plan.zone_id {
+                return Err(ApiError::invalid_param(format!(
+                    "Network {} is not in zone {}",
+                    n.facts.name, zone.facts.name
+                )));
+            }
+            nets.push(n.facts.clone());
+        }
+    }
+    let groups = security_groups(state, plan, account_id, &account_name)?;
+    // A network without its router yet is implemented now (its source-NAT address counts
+    // against the public IP limit); its router starts after the NICs it serves exist.
+    let mut taken = BTreeSet::new();
+    let mut router_starts = Vec::new();
+    for network in &nets {
+        if let Some(implementation) = networks::implementation(state, call, network, &taken)? {
+            taken.extend(implementation.address);
+            events.extend(implementation.facts);
+            router_starts.push(implementation.start);
+        }
+    }
+    let addresses = nets
+        .iter()
+        .map(|n| networks::guest_address(state, n, None))
+        .collect::<Result<Vec<_>, _>>()?;
 
     events.push(call.event(EventBody::Vm(VmEvent::Create(VmCreated {
         vm: vm.clone(),
@@ -1192,37 +1320,49 @@ fn decide_deploy(
             }))),
         );
     }
-    let nic = NicFacts {
-        nic_id: Uuid::new_v4(),
-        vm_id: plan.vm_id,
-        network_id: network.network_id,
-        account_id,
-        domain_id,
-        zone_id: plan.zone_id,
-        ip_address: Some(address),
-        mac_address: CompactString::default(),
-        is_default: true,
-        device_id: 0,
-    };
-    let nic = NicFacts {
-        mac_address: mac_address(nic.nic_id),
-        ..nic
-    };
-    events.push(call.event(EventBody::Nic(NicEvent::Create(nic.clone()))));
-    events.push(
-        call.event(EventBody::NetworkOffering(NetworkOfferingEvent::Assign(
-            NetworkOfferingAssignment {
+    for (device, (network, address)) in nets.iter().zip(addresses).enumerate() {
+        let nic_id = Uuid::new_v4();
+        let is_default = device == 0;
+        let nic = NicFacts {
+            nic_id,
+            vm_id: plan.vm_id,
+            network_id: network.network_id,
+            account_id,
+            domain_id,
+            zone_id: plan.zone_id,
+            ip_address: address,
+            mac_address: super::nics::mac_address(nic_id),
+            is_default,
+            device_id: u32::try_from(device).unwrap_or(u32::MAX),
+        };
+        events.push(call.event(EventBody::Nic(NicEvent::Create(nic))));
+        events.push(
+            call.event(EventBody::NetworkOffering(NetworkOfferingEvent::Assign(
+                NetworkOfferingAssignment {
+                    vm_id: plan.vm_id,
+                    nic_id,
+                    network_id: network.network_id,
+                    network_offering_id: network.network_offering_id,
+                    account_id,
+                    domain_id,
+                    zone_id: plan.zone_id,
+                    is_default,
+                },
+            ))),
+        );
+    }
+    for group_id in groups {
+        events.push(call.event(EventBody::SecurityGroup(SecurityGroupEvent::Assign(
+            SecurityGroupMembership {
+                group_id,
                 vm_id: plan.vm_id,
-                nic_id: nic.nic_id,
-                network_id: network.network_id,
-                network_offering_id: network.network_offering_id,
                 account_id,
                 domain_id,
                 zone_id: plan.zone_id,
-                is_default: true,
             },
-        ))),
-    );
+        ))));
+    }
+    events.extend(router_starts);
     if let Some(host_id) = host_id {
         events.push(ids.request(
             call,
@@ -1257,6 +1397,21 @@ async fn deploy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         "deploying VM {}",
         plan.name.as_deref().unwrap_or(&vm_id.to_string())
     );
+    // A router still starting would race the NIC's DHCP entry: let it come up first.
+    let networks_used: Vec<Uuid> = if plan.network_ids.is_empty() {
+        let state = ctx.models.read();
+        allocation::owner(call, &state)
+            .ok()
+            .and_then(|(account, _)| networks::default_network(&state, account, plan.zone_id))
+            .map(|n| n.facts.network_id)
+            .into_iter()
+            .collect()
+    } else {
+        plan.network_ids.clone()
+    };
+    for network in networks_used {
+        settle_router(ctx, Some(network), None).await;
+    }
     // The job waits for the VM's start when the deploy starts it.
     jobs::submit_decided(
         ctx,
