@@ -494,6 +494,15 @@ impl Network {
                     self.public_ips.remove(&ip.ip_id);
                 }
             },
+            // A change requested keeps the rule as programmed until the driver confirms the
+            // new facts; a refusal leaves it as it was.
+            NetEvent::RuleModify(rule) if matches!(step, Step::Request(_)) => {
+                if let (Step::Request(request), Some(row)) =
+                    (step, self.nat_rules.get_mut(&rule.rule_id))
+                {
+                    row.pending = Some(request);
+                }
+            }
             NetEvent::RuleAdd(rule) | NetEvent::RuleModify(rule) => {
                 add(&mut self.nat_rules, rule.rule_id, rule, step, at)
             }
@@ -536,6 +545,14 @@ impl Network {
 
     fn apply_load_balancer(&mut self, e: &LoadBalancerEvent, step: Step, at: Timestamp) {
         match e {
+            // A change requested keeps the rule as programmed until the driver confirms it.
+            LoadBalancerEvent::Update(lb) if matches!(step, Step::Request(_)) => {
+                if let (Step::Request(request), Some(row)) =
+                    (step, self.load_balancers.get_mut(&lb.rule_id))
+                {
+                    row.rule.pending = Some(request);
+                }
+            }
             LoadBalancerEvent::Create(lb) | LoadBalancerEvent::Update(lb) => {
                 let members = self
                     .load_balancers
@@ -546,10 +563,7 @@ impl Network {
                     .load_balancers
                     .get(&lb.rule_id)
                     .map_or(at, |row| row.rule.created);
-                let is_update = matches!(e, LoadBalancerEvent::Update(_));
                 let (state, pending) = match step {
-                    // An update of a programmed rule stays programmed while it is reconfigured.
-                    Step::Request(request) if is_update => (RuleState::Active, Some(request)),
                     Step::Request(request) => (RuleState::Add, Some(request)),
                     Step::Result | Step::Fact => (RuleState::Active, None),
                 };
