@@ -139,8 +139,11 @@ pub fn network_command(
         EventBody::LoadBalancer(e) => match e {
             LoadBalancerEvent::Create(lb) | LoadBalancerEvent::Update(lb) => {
                 let router_id = router_of(lb.network_id, None)?;
-                let row = network.load_balancers.get(&lb.rule_id)?;
-                let entry = network.load_balancer_entry(compute, row, |m| m.state.programmed())?;
+                // The event's facts: an update's row keeps the programmed ones until confirmed.
+                let mut row = network.load_balancers.get(&lb.rule_id)?.clone();
+                row.rule.facts = lb.clone();
+                let entry =
+                    network.load_balancer_entry(compute, &row, |m| m.state.programmed())?;
                 (
                     NetworkAction::ConfigureLoadBalancer {
                         router_id,
