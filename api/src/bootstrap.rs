@@ -15,8 +15,8 @@ use engine::event::infrastructure::{
     HostLifecycle, PodFacts, PodLifecycle, ServiceOfferingFacts, ServiceOfferingLifecycle,
     ZoneFacts, ZoneLifecycle,
 };
-use engine::event::storage::{TemplateFacts, TemplateLifecycle};
 use engine::event::network::VlanIpRangeFacts;
+use engine::event::storage::{TemplateFacts, TemplateLifecycle};
 use engine::event::{
     AccountEvent, DiskOfferingEvent, DomainEvent, EventBody, HostEvent, NetworkOfferingEvent,
     NewEvent, PodEvent, ServiceOfferingEvent, TemplateEvent, UserEvent, VlanEvent,
@@ -227,7 +227,12 @@ pub async fn seed_builtin_offerings(ctx: &Ctx) -> Result<bool, ApiError> {
                 }
             }
             let vpc = builtin_vpc_offering();
-            if state.network.vpc_offerings.get(&vpc.vpc_offering_id).is_none() {
+            if state
+                .network
+                .vpc_offerings
+                .get(&vpc.vpc_offering_id)
+                .is_none()
+            {
                 events.push(seeded(
                     "vpc-offering:default",
                     EventBody::VpcOffering(VpcOfferingEvent::Create(vpc)),
@@ -429,7 +434,7 @@ fn demo_events() -> Vec<NewEvent> {
         dns2: None,
         internal_dns1: Some([10, 0, 0, 1].into()),
         internal_dns2: None,
-        guest_cidr: Some("10.1.0.0/16".into()),
+        guest_cidr: Some("10.1.1.0/24".into()),
         network_domain: Some("demo.internal".into()),
         security_group_enabled: false,
         local_storage_enabled: true,

@@ -512,16 +512,6 @@ impl Compute {
             .filter(move |vm| vm.facts.account_id == account_id && vm.state != VmState::Destroyed)
     }
 
-    /// The account's default guest network in a zone, if it has one.
-    pub fn default_network(&self, account_id: Uuid, zone_id: Uuid) -> Option<&NetworkRow> {
-        self.networks.values().find(|n| {
-            n.facts.account_id == account_id
-                && n.facts.zone_id == zone_id
-                && n.facts.vpc_id.is_none()
-                && n.facts.guest_type == "Isolated"
-        })
-    }
-
     /// NICs of a VM, default first, then by device number.
     pub fn nics_of(&self, vm_id: Uuid) -> Vec<&Created<NicFacts>> {
         let mut nics: Vec<_> = self

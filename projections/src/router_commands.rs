@@ -142,8 +142,7 @@ pub fn network_command(
                 // The event's facts: an update's row keeps the programmed ones until confirmed.
                 let mut row = network.load_balancers.get(&lb.rule_id)?.clone();
                 row.rule.facts = lb.clone();
-                let entry =
-                    network.load_balancer_entry(compute, &row, |m| m.state.programmed())?;
+                let entry = network.load_balancer_entry(compute, &row, |m| m.state.programmed())?;
                 (
                     NetworkAction::ConfigureLoadBalancer {
                         router_id,

@@ -79,6 +79,10 @@ pub fn render_job_result(state: &State, job: &JobRow) -> Result<Reply, ApiError>
         "createVMSnapshot" => snapshots::vm_snapshot_reply(state, instance),
         "revertToVMSnapshot" => snapshots::reverted_vm_reply(state, instance),
         "deleteVMSnapshot" | "deleteSnapshot" => Ok(Reply::success()),
+        "associateIpAddress" => public_ips::ip_reply(state, instance),
+        "disassociateIpAddress" | "disableStaticNat" | "deleteNetwork" | "restartNetwork" => {
+            Ok(Reply::success())
+        }
         "startRouter" | "stopRouter" | "rebootRouter" => routers::router_reply(state, instance),
         "destroyRouter" => Ok(routers::destroyed_router_reply(instance)),
         "createVPC" => vpcs::vpc_reply(state, instance),
@@ -93,6 +97,23 @@ pub fn render_job_result(state: &State, job: &JobRow) -> Result<Reply, ApiError>
         | "revokeSecurityGroupEgress"
         | "deleteRemoteAccessVpn"
         | "removeVpnUser" => Ok(Reply::success()),
+        "createPortForwardingRule" | "updatePortForwardingRule" => {
+            nat_rules::port_forwarding_reply(state, instance)
+        }
+        "createIpForwardingRule" => nat_rules::ip_forwarding_reply(state, instance),
+        "createFirewallRule" | "createEgressFirewallRule" => {
+            firewall_rules::firewall_reply(state, instance)
+        }
+        "createLoadBalancerRule" | "updateLoadBalancerRule" => {
+            load_balancers::load_balancer_reply(state, instance)
+        }
+        "deletePortForwardingRule"
+        | "deleteIpForwardingRule"
+        | "deleteFirewallRule"
+        | "deleteEgressFirewallRule"
+        | "deleteLoadBalancerRule"
+        | "assignToLoadBalancerRule"
+        | "removeFromLoadBalancerRule" => Ok(Reply::success()),
         other => Err(ApiError::internal(format!(
             "no result view for {other} after a restart"
         ))),

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use compact_str::CompactString;
 use engine::event::network::{NetworkFacts, NetworkLifecycle, NetworkOfferingAssignment, NicFacts};
+use engine::event::services::SecurityGroupMembership;
 use engine::event::storage::{VolumeCreated, VolumeFacts, VolumeType};
 use engine::event::vm::{
     VmCreated, VmDestroyed, VmFacts, VmLifecycle, VmMigrated, VmOfferingChanged, VmStarted,
     VmStopped, VmUpdated,
 };
-use engine::event::services::SecurityGroupMembership;
 use engine::event::{
     EventBody, NetworkEvent, NetworkOfferingEvent, NewEvent, NicEvent, SecurityGroupEvent, VmEvent,
     VolumeEvent,
@@ -31,7 +31,7 @@ use projections::orchestrator::expunge_events;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::networks::{self, settle_router};
+use super::networks;
 use crate::allocation::{self, ALLOCATION, ResourceType, check_limit, gib};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::context::Ctx;
@@ -1352,15 +1352,17 @@ fn decide_deploy(
         );
     }
     for group_id in groups {
-        events.push(call.event(EventBody::SecurityGroup(SecurityGroupEvent::Assign(
-            SecurityGroupMembership {
-                group_id,
-                vm_id: plan.vm_id,
-                account_id,
-                domain_id,
-                zone_id: plan.zone_id,
-            },
-        ))));
+        events.push(
+            call.event(EventBody::SecurityGroup(SecurityGroupEvent::Assign(
+                SecurityGroupMembership {
+                    group_id,
+                    vm_id: plan.vm_id,
+                    account_id,
+                    domain_id,
+                    zone_id: plan.zone_id,
+                },
+            ))),
+        );
     }
     events.extend(router_starts);
     if let Some(host_id) = host_id {
@@ -1397,21 +1399,6 @@ async fn deploy(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         "deploying VM {}",
         plan.name.as_deref().unwrap_or(&vm_id.to_string())
     );
-    // A router still starting would race the NIC's DHCP entry: let it come up first.
-    let networks_used: Vec<Uuid> = if plan.network_ids.is_empty() {
-        let state = ctx.models.read();
-        allocation::owner(call, &state)
-            .ok()
-            .and_then(|(account, _)| networks::default_network(&state, account, plan.zone_id))
-            .map(|n| n.facts.network_id)
-            .into_iter()
-            .collect()
-    } else {
-        plan.network_ids.clone()
-    };
-    for network in networks_used {
-        settle_router(ctx, Some(network), None).await;
-    }
     // The job waits for the VM's start when the deploy starts it.
     jobs::submit_decided(
         ctx,
