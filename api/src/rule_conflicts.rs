@@ -437,8 +437,11 @@ mod tests {
         }
     }
 
-    fn code(result: Result<(), ApiError>) -> Option<u16> {
-        result.err().map(|e| e.code)
+    /// The error code of adding `new` beside `old` (no IP's static NAT in play).
+    fn conflict_code(new: &RuleSpec, old: &RuleSpec) -> Option<u16> {
+        detect_conflict(new, std::slice::from_ref(old), None)
+            .err()
+            .map(|e| e.code)
     }
 
     #[test]
@@ -466,11 +469,7 @@ mod tests {
             ((26, 40), false),
         ] {
             let new = spec(RulePurpose::PortForwarding, "tcp", Some(ports));
-            assert_eq!(
-                code(detect_conflict(&new, std::slice::from_ref(&old), None)).is_some(),
-                conflicts,
-                "{ports:?}"
-            );
+            assert_eq!(conflict_code(&new, &old).is_some(), conflicts, "{ports:?}");
         }
     }
 
@@ -478,22 +477,16 @@ mod tests {
     fn port_forwards_of_different_protocols_or_cidrs_do_not_conflict() {
         let old = spec(RulePurpose::PortForwarding, "tcp", Some((22, 22)));
         let udp = spec(RulePurpose::PortForwarding, "udp", Some((22, 22)));
-        assert_eq!(
-            code(detect_conflict(&udp, std::slice::from_ref(&old), None)),
-            None
-        );
+        assert_eq!(conflict_code(&udp, &old), None);
         let mut from_a = old.clone();
         from_a.id = Uuid::new_v4();
         from_a.source_cidrs = vec!["10.0.0.0/8".into()];
         let mut from_b = from_a.clone();
         from_b.id = Uuid::new_v4();
         from_b.source_cidrs = vec!["192.168.0.0/16".into()];
-        assert_eq!(
-            code(detect_conflict(&from_b, &[from_a.clone()], None)),
-            None
-        );
+        assert_eq!(conflict_code(&from_b, &from_a), None);
         from_b.source_cidrs.push("10.0.0.0/8".into());
-        assert_eq!(code(detect_conflict(&from_b, &[from_a], None)), Some(537));
+        assert_eq!(conflict_code(&from_b, &from_a), Some(537));
     }
 
     #[test]
@@ -501,10 +494,7 @@ mod tests {
         let pf = spec(RulePurpose::PortForwarding, "udp", Some((80, 80)));
         let mut lb = spec(RulePurpose::LoadBalancing, "tcp", Some((80, 80)));
         lb.name = Some("web".into());
-        assert_eq!(
-            code(detect_conflict(&lb, std::slice::from_ref(&pf), None)),
-            Some(537)
-        );
+        assert_eq!(conflict_code(&lb, &pf), Some(537));
         let error = detect_conflict(&pf, std::slice::from_ref(&lb), None).unwrap_err();
         assert!(error.text.contains("LoadBalancer {"), "{}", error.text);
         assert!(error.text.contains("\"name\":\"web\""), "{}", error.text);
@@ -513,41 +503,22 @@ mod tests {
     #[test]
     fn a_rule_never_conflicts_with_itself() {
         let rule = spec(RulePurpose::PortForwarding, "tcp", Some((22, 22)));
-        assert_eq!(
-            code(detect_conflict(&rule, std::slice::from_ref(&rule), None)),
-            None
-        );
+        assert_eq!(conflict_code(&rule, &rule), None);
     }
 
     #[test]
     fn firewall_rules_conflict_only_with_firewall_rules_of_the_same_protocol_and_cidrs() {
         let old = firewall("tcp", Some((22, 22)), &["0.0.0.0/0"]);
         let same = firewall("tcp", Some((20, 30)), &["0.0.0.0/0"]);
-        assert_eq!(
-            code(detect_conflict(&same, std::slice::from_ref(&old), None)),
-            Some(537)
-        );
+        assert_eq!(conflict_code(&same, &old), Some(537));
         let other_cidr = firewall("tcp", Some((22, 22)), &["10.0.0.0/8"]);
-        assert_eq!(
-            code(detect_conflict(
-                &other_cidr,
-                std::slice::from_ref(&old),
-                None
-            )),
-            None
-        );
+        assert_eq!(conflict_code(&other_cidr, &old), None);
         let udp = firewall("udp", Some((22, 22)), &["0.0.0.0/0"]);
-        assert_eq!(
-            code(detect_conflict(&udp, std::slice::from_ref(&old), None)),
-            None
-        );
+        assert_eq!(conflict_code(&udp, &old), None);
         // A firewall rule and a port forward on the same ports go together.
         let pf = spec(RulePurpose::PortForwarding, "tcp", Some((22, 22)));
-        assert_eq!(
-            code(detect_conflict(&pf, std::slice::from_ref(&old), None)),
-            None
-        );
-        assert_eq!(code(detect_conflict(&old, &[pf], None)), None);
+        assert_eq!(conflict_code(&pf, &old), None);
+        assert_eq!(conflict_code(&old, &pf), None);
     }
 
     #[test]
@@ -556,12 +527,9 @@ mod tests {
         old.destination_cidrs = vec!["8.8.8.8/32".into()];
         let mut new = firewall("tcp", Some((80, 80)), &["10.1.1.0/24"]);
         new.destination_cidrs = vec!["1.1.1.1/32".into()];
-        assert_eq!(
-            code(detect_conflict(&new, std::slice::from_ref(&old), None)),
-            None
-        );
+        assert_eq!(conflict_code(&new, &old), None);
         new.destination_cidrs = vec!["8.8.8.8/32".into()];
-        assert_eq!(code(detect_conflict(&new, &[old], None)), Some(537));
+        assert_eq!(conflict_code(&new, &old), Some(537));
     }
 
     #[test]
@@ -587,7 +555,7 @@ mod tests {
         );
         let mut any = firewall("icmp", None, &["0.0.0.0/0"]);
         any.icmp = Some((-1, -1));
-        assert_eq!(code(detect_conflict(&any, &[ping], None)), None);
+        assert_eq!(conflict_code(&any, &ping), None);
     }
 
     #[test]
@@ -608,12 +576,9 @@ mod tests {
         );
         // Static NAT rules on the same ports need another protocol.
         let udp = spec(RulePurpose::StaticNat, "udp", Some((22, 22)));
-        assert_eq!(
-            code(detect_conflict(&udp, std::slice::from_ref(&nat), None)),
-            None
-        );
+        assert_eq!(conflict_code(&udp, &nat), None);
         let tcp = spec(RulePurpose::StaticNat, "tcp", Some((20, 22)));
-        assert_eq!(code(detect_conflict(&tcp, &[nat], None)), Some(537));
+        assert_eq!(conflict_code(&tcp, &nat), Some(537));
     }
 
     #[test]
@@ -635,12 +600,9 @@ mod tests {
     fn vpn_ports_admit_a_port_forward_of_another_protocol_only() {
         let vpn = spec(RulePurpose::Vpn, "udp", Some((500, 500)));
         let tcp = spec(RulePurpose::PortForwarding, "tcp", Some((500, 500)));
-        assert_eq!(
-            code(detect_conflict(&tcp, std::slice::from_ref(&vpn), None)),
-            None
-        );
+        assert_eq!(conflict_code(&tcp, &vpn), None);
         let udp = spec(RulePurpose::PortForwarding, "udp", Some((400, 600)));
-        assert_eq!(code(detect_conflict(&udp, &[vpn], None)), Some(537));
+        assert_eq!(conflict_code(&udp, &vpn), Some(537));
     }
 
     fn state_with_ip() -> (State, Uuid) {
@@ -785,7 +747,10 @@ mod tests {
             &nat_rule(ip_id, RulePurpose::PortForwarding, (80, 80)),
             RuleState::Add,
         );
-        assert_eq!(code(check_ip_rule(&state, ip_id, &pf, &[])), Some(537));
+        assert_eq!(
+            check_ip_rule(&state, ip_id, &pf, &[]).map_err(|e| e.code),
+            Err(537)
+        );
     }
 
     #[test]

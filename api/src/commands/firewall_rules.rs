@@ -21,7 +21,9 @@ use crate::commands::nat_rules::{
     accessible_ip, cidr_list, ip_network, not_busy, port, port_range, protocol, rule_event,
     settle_router_of,
 };
-use crate::commands::volumes::{check_access, listed, merge, owner_fields};
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::row_reply;
+use crate::commands::volumes::{accessible_row, check_access, listed};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -384,13 +386,13 @@ pub fn firewall_json(state: &State, row: &RuleRow<FirewallRuleFacts>) -> Value {
 
 /// The `firewallrule` reply for rule `id`.
 pub fn firewall_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state.network.firewall_rules.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find firewall rule by id {id}"))
-    })?;
-    Ok(Reply::Object {
-        key: "firewallrule",
-        value: firewall_json(state, row),
-    })
+    row_reply(
+        state.network.firewall_rules.get(&id),
+        "firewallrule",
+        "firewall rule",
+        id,
+        |r| firewall_json(state, r),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,18 +544,10 @@ fn accessible_firewall_rule<'s>(
         .network
         .firewall_rules
         .get(&id)
-        .filter(|r| r.facts.direction == direction)
-        .ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find firewall rule by id {id}"))
-        })?;
-    check_access(
-        state,
-        call,
-        row.facts.account_id,
-        row.facts.domain_id,
-        "firewall rule",
-        id,
-    )?;
+        .filter(|r| r.facts.direction == direction);
+    let row = accessible_row(state, call, "firewall rule", id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })?;
     not_busy(row, "firewall rule", id)?;
     Ok(row)
 }

@@ -23,13 +23,13 @@ use uuid::Uuid;
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::firewall_rules::{close_related_firewall_rule, open_firewall_for};
 use crate::commands::nat_rules::{
-    accessible_ip, ip_network, not_busy, open_firewall, required_port, rule_event, rule_network,
-    settle_router_of, valid_cidr, vm_address_on, vm_gone,
+    accessible_ip, checked_list, ip_network, not_busy, open_firewall, required_port, rule_event,
+    rule_network, settle_router_of, valid_cidr, vm_address_on, vm_gone,
 };
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::row_reply;
 use crate::commands::vms::vm_json;
-use crate::commands::volumes::{
-    accessible_vm, check_access, listed, merge, owner_fields, zone_name,
-};
+use crate::commands::volumes::{accessible_vm, check_access, listed, zone_name};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -376,13 +376,13 @@ pub fn load_balancer_json(state: &State, row: &LoadBalancerRow) -> Value {
 
 /// The `loadbalancer` reply for rule `id`.
 pub fn load_balancer_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state.network.load_balancers.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find load balancer rule by id {id}"))
-    })?;
-    Ok(Reply::Object {
-        key: "loadbalancer",
-        value: load_balancer_json(state, row),
-    })
+    row_reply(
+        state.network.load_balancers.get(&id),
+        "loadbalancer",
+        "load balancer rule",
+        id,
+        |r| load_balancer_json(state, r),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,22 +445,12 @@ fn balancing_protocol(value: &str) -> Result<CompactString, ApiError> {
 
 /// `cidrlist` of a load balancer: CIDRs or single addresses.
 fn source_cidrs(call: &Call) -> Result<Option<Vec<CompactString>>, ApiError> {
-    let Some(value) = call.str("cidrlist") else {
-        return Ok(None);
-    };
-    parse_list(value)
-        .into_iter()
-        .map(|cidr| {
-            if valid_cidr(&cidr) || cidr.parse::<IpAddr>().is_ok() {
-                Ok(CompactString::from(cidr))
-            } else {
-                Err(ApiError::invalid_param(format!(
-                    "CIDR [{cidr}] is invalid."
-                )))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    checked_list(
+        call,
+        "cidrlist",
+        |cidr| valid_cidr(cidr) || cidr.parse::<IpAddr>().is_ok(),
+        |cidr| format!("CIDR [{cidr}] is invalid."),
+    )
 }
 
 /// `virtualmachineids`, in order, without repeats.
@@ -735,74 +725,123 @@ async fn list_load_balancer_rules(ctx: &Ctx, call: &Call) -> Result<Reply, ApiEr
 // Members
 
 async fn assign_to_load_balancer_rule(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
-    let id = call.required_uuid("id")?;
-    settle_router_of(ctx, |s| lb_network(s, id)).await;
-    let vm_ids = vm_ids(call)?;
-    jobs::submit_decided(
+    change_members(
         ctx,
         call,
-        JobMeta::on(
-            "LoadBalancerRule",
-            id,
-            "LB.ASSIGN.TO.RULE",
-            format!("assigning to load balancer {id}"),
-        ),
-        |state, ids| {
-            let row = accessible_load_balancer(state, call, id, || {
+        MembersChange {
+            event_type: "LB.ASSIGN.TO.RULE",
+            describe: |id| format!("assigning to load balancer {id}"),
+            unknown: |id| {
                 format!("Failed to assign to load balancer {id}, the load balancer was not found.")
-            })?;
-            let lb = &row.rule.facts;
-            if row.rule.state == RuleState::Revoke {
-                return Err(ApiError::invalid_param(format!(
-                    "Failed: LB rule: {id} is in deleting state"
-                )));
-            }
-            for vm_id in &vm_ids {
-                let usable = state
-                    .compute
-                    .vms
-                    .get(vm_id)
-                    .is_some_and(|vm: &VmRow| !vm_gone(vm));
-                if !usable {
-                    return Err(ApiError::invalid_param("Invalid instance id specified"));
-                }
-                accessible_vm(state, call, *vm_id)?;
-                let address = lb
-                    .network_id
-                    .and_then(|n| vm_address_on(state, *vm_id, n))
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            "VM with id specified cannot be added because it doesn't belong in the same network.",
-                        )
-                    })?;
-                if row.members.contains_key(vm_id) {
-                    return Err(ApiError::invalid_param(format!(
-                        "VM {vm_id} with {address} is already mapped to load balancer."
-                    )));
-                }
-            }
-            let members = LoadBalancerMembers {
-                rule_id: id,
-                account_id: lb.account_id,
-                domain_id: lb.domain_id,
-                zone_id: lb.zone_id,
-                vm_ids: vm_ids.clone(),
-            };
-            Ok(vec![rule_event(
-                state,
-                call,
-                ids,
-                lb.network_id,
-                EventBody::LoadBalancer(LoadBalancerEvent::AssignToRule(members)),
-                true,
-            )])
+            },
+            check: check_assign,
+            event: LoadBalancerEvent::AssignToRule,
         },
-        |_| Ok(Reply::success()),
     )
     .await
 }
 
+/// CloudStack's checks before VMs `vm_ids` join the load balancer `row`.
+fn check_assign(
+    state: &State,
+    call: &Call,
+    row: &LoadBalancerRow,
+    vm_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    let lb = &row.rule.facts;
+    let id = lb.rule_id;
+    if row.rule.state == RuleState::Revoke {
+        return Err(ApiError::invalid_param(format!(
+            "Failed: LB rule: {id} is in deleting state"
+        )));
+    }
+    for vm_id in vm_ids {
+        let usable = state
+            .compute
+            .vms
+            .get(vm_id)
+            .is_some_and(|vm: &VmRow| !vm_gone(vm));
+        if !usable {
+            return Err(ApiError::invalid_param("Invalid instance id specified"));
+        }
+        accessible_vm(state, call, *vm_id)?;
+        let address = lb
+            .network_id
+            .and_then(|n| vm_address_on(state, *vm_id, n))
+            .ok_or_else(|| {
+                ApiError::invalid_param(
+                    "VM with id specified cannot be added because it doesn't belong in the same network.",
+                )
+            })?;
+        if row.members.contains_key(vm_id) {
+            return Err(ApiError::invalid_param(format!(
+                "VM {vm_id} with {address} is already mapped to load balancer."
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn remove_from_load_balancer_rule(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
+    change_members(
+        ctx,
+        call,
+        MembersChange {
+            event_type: "LB.REMOVE.FROM.RULE",
+            describe: |id| format!("removing from load balancer {id}"),
+            unknown: |id| format!("Invalid load balancer value: {id}"),
+            check: check_remove,
+            event: LoadBalancerEvent::RemoveFromRule,
+        },
+    )
+    .await
+}
+
+/// CloudStack's checks before VMs `vm_ids` leave the load balancer `row`.
+fn check_remove(
+    _state: &State,
+    _call: &Call,
+    row: &LoadBalancerRow,
+    vm_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    let id = row.rule.facts.rule_id;
+    for vm_id in vm_ids {
+        let member = row
+            .members
+            .get(vm_id)
+            .filter(|m| m.state != RuleState::Revoke)
+            .ok_or_else(|| {
+                ApiError::invalid_param(format!(
+                    "The instance id: {vm_id} is not configured  for LB rule id {id}"
+                ))
+            })?;
+        if member.pending.is_some() {
+            return Err(ApiError::invalid_param(format!(
+                "The instance {vm_id} is being assigned to load balancer rule {id}; try again when that job has finished"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How `assignToLoadBalancerRule` and `removeFromLoadBalancerRule` differ; the rest of the
+/// two commands is [`change_members`].
+struct MembersChange {
+    /// The job's event type.
+    event_type: &'static str,
+    /// The job's description of the change to rule `id`.
+    describe: fn(Uuid) -> String,
+    /// CloudStack's 431 for an unknown rule `id`.
+    unknown: fn(Uuid) -> String,
+    /// Whether the VMs may join or leave the rule (431 as CloudStack words it otherwise).
+    check: fn(&State, &Call, &LoadBalancerRow, &[Uuid]) -> Result<(), ApiError>,
+    /// The event that carries the change.
+    event: fn(LoadBalancerMembers) -> LoadBalancerEvent,
+}
+
+/// Adds the VMs `virtualmachineids` to load balancer `id` or removes them, as `change` says:
+/// decided on the allocation stream, awaited until the router has it.
+async fn change_members(ctx: &Ctx, call: &Call, change: MembersChange) -> Result<Reply, ApiError> {
     let id = call.required_uuid("id")?;
     settle_router_of(ctx, |s| lb_network(s, id)).await;
     let vm_ids = vm_ids(call)?;
@@ -812,30 +851,13 @@ async fn remove_from_load_balancer_rule(ctx: &Ctx, call: &Call) -> Result<Reply,
         JobMeta::on(
             "LoadBalancerRule",
             id,
-            "LB.REMOVE.FROM.RULE",
-            format!("removing from load balancer {id}"),
+            change.event_type,
+            (change.describe)(id),
         ),
         |state, ids| {
-            let row = accessible_load_balancer(state, call, id, || {
-                format!("Invalid load balancer value: {id}")
-            })?;
+            let row = accessible_load_balancer(state, call, id, || (change.unknown)(id))?;
+            (change.check)(state, call, row, &vm_ids)?;
             let lb = &row.rule.facts;
-            for vm_id in &vm_ids {
-                let member = row
-                    .members
-                    .get(vm_id)
-                    .filter(|m| m.state != RuleState::Revoke)
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(format!(
-                            "The instance id: {vm_id} is not configured  for LB rule id {id}"
-                        ))
-                    })?;
-                if member.pending.is_some() {
-                    return Err(ApiError::invalid_param(format!(
-                        "The instance {vm_id} is being assigned to load balancer rule {id}; try again when that job has finished"
-                    )));
-                }
-            }
             let members = LoadBalancerMembers {
                 rule_id: id,
                 account_id: lb.account_id,
@@ -848,7 +870,7 @@ async fn remove_from_load_balancer_rule(ctx: &Ctx, call: &Call) -> Result<Reply,
                 call,
                 ids,
                 lb.network_id,
-                EventBody::LoadBalancer(LoadBalancerEvent::RemoveFromRule(members)),
+                EventBody::LoadBalancer((change.event)(members)),
                 true,
             )])
         },

@@ -19,6 +19,7 @@ pub mod nat_rules;
 pub mod networks;
 pub mod nics;
 pub mod public_ips;
+pub mod render;
 pub mod routers;
 pub mod security_groups;
 pub mod session;
@@ -34,6 +35,7 @@ pub mod vpn;
 use engine::time::Timestamp;
 use projections::State;
 use projections::jobs::JobRow;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -59,6 +61,24 @@ pub const SUCCESS_FIELDS: &[ResponseField] = &[
         "any text associated with the success or failure",
     ),
 ];
+
+/// The reply `{key: render(row)}` of a resource fetched by id, or CloudStack's 431
+/// "Unable to find `what` by id `id`" when the read model has no such row: how every
+/// `*_reply` renders a command's result.
+pub(crate) fn row_reply<R>(
+    row: Option<&R>,
+    key: &'static str,
+    what: &str,
+    id: Uuid,
+    render: impl FnOnce(&R) -> Value,
+) -> Result<Reply, ApiError> {
+    let row =
+        row.ok_or_else(|| ApiError::invalid_param(format!("Unable to find {what} by id {id}")))?;
+    Ok(Reply::Object {
+        key,
+        value: render(row),
+    })
+}
 
 /// The reply of a job that waited for a driver command across a server restart, rendered
 /// from the read models once the command's result is in (see `jobs::settle_interrupted`).

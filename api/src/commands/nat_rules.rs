@@ -26,7 +26,9 @@ use uuid::Uuid;
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::firewall_rules::{close_related_firewall_rule, open_firewall_for};
 use crate::commands::networks::settle_router;
-use crate::commands::volumes::{accessible_vm, check_access, listed, merge, owner_fields};
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::row_reply;
+use crate::commands::volumes::{accessible_row, accessible_vm, check_access, listed};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -532,16 +534,27 @@ pub(crate) fn cidr_list(
     name: &str,
     invalid: impl Fn(&str) -> String,
 ) -> Result<Option<Vec<CompactString>>, ApiError> {
+    checked_list(call, name, valid_cidr, invalid)
+}
+
+/// A comma-separated list parameter whose entries must all pass `valid`; `invalid` words the
+/// 431 for the first that does not.
+pub(crate) fn checked_list(
+    call: &Call,
+    name: &str,
+    valid: impl Fn(&str) -> bool,
+    invalid: impl Fn(&str) -> String,
+) -> Result<Option<Vec<CompactString>>, ApiError> {
     let Some(value) = call.str(name) else {
         return Ok(None);
     };
     parse_list(value)
         .into_iter()
-        .map(|cidr| {
-            if valid_cidr(&cidr) {
-                Ok(CompactString::from(cidr))
+        .map(|entry| {
+            if valid(&entry) {
+                Ok(CompactString::from(entry))
             } else {
-                Err(ApiError::invalid_param(invalid(&cidr)))
+                Err(ApiError::invalid_param(invalid(&entry)))
             }
         })
         .collect::<Result<Vec<_>, _>>()
@@ -678,17 +691,10 @@ fn accessible_rule<'s>(
         .network
         .nat_rules
         .get(&id)
-        .filter(|r| r.facts.purpose == purpose)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find {what} by id {id}")))?;
-    check_access(
-        state,
-        call,
-        row.facts.account_id,
-        row.facts.domain_id,
-        what,
-        id,
-    )?;
-    Ok(row)
+        .filter(|r| r.facts.purpose == purpose);
+    accessible_row(state, call, what, id, row, |r| {
+        (r.facts.account_id, r.facts.domain_id)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -727,13 +733,13 @@ pub fn port_forwarding_json(state: &State, row: &RuleRow<NetworkRule>) -> Value 
 
 /// The `portforwardingrule` reply for rule `id`.
 pub fn port_forwarding_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state.network.nat_rules.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find port forwarding rule by id {id}"))
-    })?;
-    Ok(Reply::Object {
-        key: "portforwardingrule",
-        value: port_forwarding_json(state, row),
-    })
+    row_reply(
+        state.network.nat_rules.get(&id),
+        "portforwardingrule",
+        "port forwarding rule",
+        id,
+        |r| port_forwarding_json(state, r),
+    )
 }
 
 /// An IP forwarding rule as CloudStack's IpForwardingRuleResponse shows it.
@@ -760,13 +766,13 @@ pub fn ip_forwarding_json(state: &State, row: &RuleRow<NetworkRule>) -> Value {
 
 /// The `ipforwardingrule` reply for rule `id`.
 pub fn ip_forwarding_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state.network.nat_rules.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find ip forwarding rule by id {id}"))
-    })?;
-    Ok(Reply::Object {
-        key: "ipforwardingrule",
-        value: ip_forwarding_json(state, row),
-    })
+    row_reply(
+        state.network.nat_rules.get(&id),
+        "ipforwardingrule",
+        "ip forwarding rule",
+        id,
+        |r| ip_forwarding_json(state, r),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ use uuid::Uuid;
 use crate::allocation::{self, ALLOCATION, ResourceType, check_limit};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::catalog::CATALOG;
-use crate::commands::date;
+use crate::commands::render::{put, put_owner};
+use crate::commands::{date, row_reply};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -1241,13 +1242,7 @@ pub fn usable_network<'a>(
             "Account {account_id} does not have permission to use network {id}"
         )));
     }
-    if row.deleting.is_some() {
-        return Err(ApiError::invalid_param(format!(
-            "Network {} is being deleted",
-            n.name
-        )));
-    }
-    Ok(row)
+    not_deleting(row)
 }
 
 /// The network `id`, if the caller may manage it (431 unknown, 531 someone else's).
@@ -1268,6 +1263,27 @@ fn managed_network<'a>(
         return Err(ApiError::permission_denied(format!(
             "Account {} does not have permission to operate on network {id}",
             call.caller.account_id
+        )));
+    }
+    Ok(row)
+}
+
+/// [`managed_network`], refused (431) while the network is being deleted: what changing it
+/// needs.
+fn live_managed_network<'a>(
+    state: &'a State,
+    call: &Call,
+    id: Uuid,
+) -> Result<&'a NetworkRow, ApiError> {
+    not_deleting(managed_network(state, call, id)?)
+}
+
+/// `row`, unless its network is being deleted (431).
+fn not_deleting(row: &NetworkRow) -> Result<&NetworkRow, ApiError> {
+    if row.deleting.is_some() {
+        return Err(ApiError::invalid_param(format!(
+            "Network {} is being deleted",
+            row.facts.name
         )));
     }
     Ok(row)
@@ -1350,12 +1366,6 @@ pub async fn settle_router(ctx: &Ctx, network_id: Option<Uuid>, vpc_id: Option<U
 
 // ---------------------------------------------------------------------------------------------
 // Views
-
-fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if !value.is_null() {
-        map.insert(key.into(), value);
-    }
-}
 
 /// Availability as CloudStack shows it: the isolated default is `Required` (deploy uses it
 /// for the default network), every other offering `Optional`.
@@ -1493,23 +1503,7 @@ pub fn network_json(state: &State, row: &NetworkRow) -> Value {
         "Account"
     };
     put(&mut m, "acltype", json!(acl));
-    put(
-        &mut m,
-        "account",
-        json!(state.identity.account_name(n.account_id)),
-    );
-    put(&mut m, "domainid", json!(n.domain_id));
-    put(
-        &mut m,
-        "domain",
-        json!(
-            state
-                .identity
-                .domains
-                .get(&n.domain_id)
-                .map(|d| &d.facts.name)
-        ),
-    );
+    put_owner(&mut m, state, n.account_id, n.domain_id);
     if let Some(vpc) = n.vpc_id {
         put(&mut m, "vpcid", json!(vpc));
         put(
@@ -1531,15 +1525,13 @@ pub fn network_json(state: &State, row: &NetworkRow) -> Value {
 
 /// The `network` reply for a network.
 pub fn network_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state
-        .compute
-        .networks
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find network by id {id}")))?;
-    Ok(Reply::Object {
-        key: "network",
-        value: network_json(state, row),
-    })
+    row_reply(
+        state.compute.networks.get(&id),
+        "network",
+        "network",
+        id,
+        |r| network_json(state, r),
+    )
 }
 
 /// A public or shared-network address range as CloudStack shows it (VlanIpRangeResponse).
@@ -2276,13 +2268,7 @@ async fn update_network(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         call,
         network_job(id, "NETWORK.UPDATE", format!("updating network {name}")),
         |state, ids| {
-            let row = managed_network(state, call, id)?;
-            if row.deleting.is_some() {
-                return Err(ApiError::invalid_param(format!(
-                    "Network {} is being deleted",
-                    row.facts.name
-                )));
-            }
+            let row = live_managed_network(state, call, id)?;
             if let Some(offering) = call.uuid("networkofferingid")?
                 && offering != row.facts.network_offering_id
             {
@@ -2337,13 +2323,7 @@ async fn restart_network(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         call,
         network_job(id, "NETWORK.RESTART", format!("restarting network {name}")),
         |state, ids| {
-            let row = managed_network(state, call, id)?;
-            if row.deleting.is_some() {
-                return Err(ApiError::invalid_param(format!(
-                    "Network {} is being deleted",
-                    row.facts.name
-                )));
-            }
+            let row = live_managed_network(state, call, id)?;
             let n = &row.facts;
             let restarted = EventBody::Network(NetworkEvent::Restart(NetworkRestarted {
                 network: n.clone(),

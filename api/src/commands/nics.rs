@@ -128,6 +128,13 @@ fn accessible_vm<'a>(state: &'a State, call: &Call, id: Uuid) -> Result<&'a VmRo
     Ok(row)
 }
 
+/// The name of VM `id`, if the caller may act on it: what a NIC job's description names,
+/// read before the decision without holding the state.
+fn vm_name(ctx: &Ctx, call: &Call, id: Uuid) -> Result<CompactString, ApiError> {
+    let state = ctx.models.read();
+    Ok(accessible_vm(&state, call, id)?.facts.name.clone())
+}
+
 /// A VM whose NICs may change: running or stopped, as CloudStack requires.
 fn changeable_vm<'a>(state: &'a State, call: &Call, id: Uuid) -> Result<&'a VmRow, ApiError> {
     let vm = accessible_vm(state, call, id)?;
@@ -263,10 +270,7 @@ async fn add_nic(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         })
         .transpose()?;
     let mac = mac_param(call)?;
-    let name = {
-        let state = ctx.models.read();
-        accessible_vm(&state, call, vm_id)?.facts.name.clone()
-    };
+    let name = vm_name(ctx, call, vm_id)?;
     settle_router(ctx, Some(network_id), None).await;
     jobs::submit_decided(
         ctx,
@@ -305,10 +309,7 @@ fn has_rules_on(state: &State, vm_id: Uuid, network_id: Uuid) -> bool {
 async fn remove_nic(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let vm_id = call.required_uuid("virtualmachineid")?;
     let nic_id = call.required_uuid("nicid")?;
-    let name = {
-        let state = ctx.models.read();
-        accessible_vm(&state, call, vm_id)?.facts.name.clone()
-    };
+    let name = vm_name(ctx, call, vm_id)?;
     jobs::submit_decided(
         ctx,
         call,
@@ -353,10 +354,7 @@ async fn remove_nic(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
 async fn update_default_nic(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
     let vm_id = call.required_uuid("virtualmachineid")?;
     let nic_id = call.required_uuid("nicid")?;
-    let name = {
-        let state = ctx.models.read();
-        accessible_vm(&state, call, vm_id)?.facts.name.clone()
-    };
+    let name = vm_name(ctx, call, vm_id)?;
     jobs::submit_decided(
         ctx,
         call,

@@ -23,8 +23,10 @@ use uuid::Uuid;
 
 use crate::allocation::{self, ALLOCATION, ResourceType, check_limit};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
-use crate::commands::date;
 use crate::commands::networks::{self, settle_router};
+use crate::commands::render::{put, put_owner};
+use crate::commands::volumes::zone_name;
+use crate::commands::{date, row_reply};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -505,12 +507,6 @@ pub fn accessible_ip<'a>(
     Ok(row)
 }
 
-fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if !value.is_null() {
-        map.insert(key.into(), value);
-    }
-}
-
 /// A public IP as CloudStack shows it (IPAddressResponse).
 pub fn ip_json(state: &State, row: &PublicIpRow) -> Value {
     let f = &row.facts;
@@ -523,29 +519,9 @@ pub fn ip_json(state: &State, row: &PublicIpRow) -> Value {
     put(&mut m, "ipaddress", json!(f.address));
     put(&mut m, "allocated", json!(date(row.allocated)));
     put(&mut m, "zoneid", json!(f.zone_id));
-    put(
-        &mut m,
-        "zonename",
-        json!(state.catalog.zones.get(&f.zone_id).map(|z| &z.facts.name)),
-    );
+    put(&mut m, "zonename", json!(zone_name(state, f.zone_id)));
     put(&mut m, "issourcenat", json!(f.is_source_nat));
-    put(
-        &mut m,
-        "account",
-        json!(state.identity.account_name(f.account_id)),
-    );
-    put(&mut m, "domainid", json!(f.domain_id));
-    put(
-        &mut m,
-        "domain",
-        json!(
-            state
-                .identity
-                .domains
-                .get(&f.domain_id)
-                .map(|d| &d.facts.name)
-        ),
-    );
+    put_owner(&mut m, state, f.account_id, f.domain_id);
     put(
         &mut m,
         "forvirtualnetwork",
@@ -596,14 +572,13 @@ pub fn ip_json(state: &State, row: &PublicIpRow) -> Value {
 
 /// The `ipaddress` reply for an address.
 pub fn ip_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row =
-        state.network.public_ips.get(&id).ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find ip address by id {id}"))
-        })?;
-    Ok(Reply::Object {
-        key: "ipaddress",
-        value: ip_json(state, row),
-    })
+    row_reply(
+        state.network.public_ips.get(&id),
+        "ipaddress",
+        "ip address",
+        id,
+        |r| ip_json(state, r),
+    )
 }
 
 fn v4(ip: IpAddr) -> Option<u32> {

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::date;
-use crate::commands::volumes::{accessible_row, listed, merge, owner_fields, zone_name};
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::volumes::{accessible_row, listed, zone_name};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;

@@ -9,7 +9,6 @@
 //! and delete decisions are taken on the [`ALLOCATION`] stream.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use compact_str::CompactString;
 use engine::event::services::{SecurityGroupFacts, SecurityGroupRule, SecurityGroupRules};
@@ -22,7 +21,10 @@ use uuid::Uuid;
 
 use crate::allocation::{ALLOCATION, owner};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
-use crate::commands::volumes::{accessible_row, listed, merge, owner_fields};
+use crate::commands::nat_rules::valid_cidr;
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::row_reply;
+use crate::commands::volumes::{accessible_row, listed};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -359,13 +361,13 @@ pub fn group_reply(
     id: Uuid,
     only: Option<&BTreeSet<Uuid>>,
 ) -> Result<Reply, ApiError> {
-    let row = state.network.security_groups.get(&id).ok_or_else(|| {
-        ApiError::invalid_param(format!("Unable to find security group by id {id}"))
-    })?;
-    Ok(Reply::Object {
-        key: "securitygroup",
-        value: group_json(state, row, only),
-    })
+    row_reply(
+        state.network.security_groups.get(&id),
+        "securitygroup",
+        "security group",
+        id,
+        |r| group_json(state, r, only),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,21 +709,6 @@ fn rule_shape(call: &Call) -> Result<RuleShape, ApiError> {
         _ => {}
     }
     Ok(shape)
-}
-
-/// True for an IPv4 or IPv6 CIDR such as `0.0.0.0/0` or `2001:db8::/32`.
-fn valid_cidr(cidr: &str) -> bool {
-    let Some((address, prefix)) = cidr.split_once('/') else {
-        return false;
-    };
-    let Ok(prefix) = prefix.parse::<u8>() else {
-        return false;
-    };
-    match address.parse::<IpAddr>() {
-        Ok(IpAddr::V4(_)) => prefix <= 32,
-        Ok(IpAddr::V6(_)) => prefix <= 128,
-        Err(_) => false,
-    }
 }
 
 /// The groups `usersecuritygrouplist` admits, looked up among the accounts of `domain_id`.

@@ -22,9 +22,9 @@ use uuid::Uuid;
 use crate::allocation::{ResourceType, check_limit, gib};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
 use crate::commands::date;
+use crate::commands::render::{merge, owner_fields};
 use crate::commands::volumes::{
-    accessible_row, accessible_vm, accessible_volume, listed, merge, owner_fields, volume_busy,
-    zone_name,
+    accessible_row, accessible_vm, accessible_volume, listed, volume_busy, zone_name,
 };
 use crate::context::Ctx;
 use crate::error::ApiError;

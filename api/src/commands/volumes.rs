@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::allocation::{ALLOCATION, ResourceType, check_limit, gib, owner};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
-use crate::commands::date;
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::{date, row_reply};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -399,23 +400,6 @@ pub(crate) fn check_access(
     )))
 }
 
-/// The owner fields every resource shows: `account`, `domainid`, `domain`.
-pub(crate) fn owner_fields(state: &State, account: Uuid, domain: Uuid) -> Value {
-    json!({
-        "account": state.identity.account_name(account),
-        "domainid": domain,
-        "domain": state.identity.domains.get(&domain).map(|d| d.facts.name.clone()),
-    })
-}
-
-/// Copies the members of `extra` into `value` (both JSON objects).
-pub(crate) fn merge(mut value: Value, extra: Value) -> Value {
-    if let (Value::Object(into), Value::Object(from)) = (&mut value, extra) {
-        into.extend(from);
-    }
-    value
-}
-
 /// The zone's name, for `zonename`.
 pub(crate) fn zone_name(state: &State, zone: Uuid) -> Option<CompactString> {
     state.catalog.zones.get(&zone).map(|z| z.facts.name.clone())
@@ -561,15 +545,13 @@ pub fn volume_json(state: &State, row: &VolumeRow) -> Value {
 
 /// The `volume` reply for volume `id`.
 pub fn volume_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state
-        .storage
-        .volumes
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find volume by id {id}")))?;
-    Ok(Reply::Object {
-        key: "volume",
-        value: volume_json(state, row),
-    })
+    row_reply(
+        state.storage.volumes.get(&id),
+        "volume",
+        "volume",
+        id,
+        |r| volume_json(state, r),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

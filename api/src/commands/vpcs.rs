@@ -23,11 +23,12 @@ use uuid::Uuid;
 
 use crate::allocation::{ResourceType, check_limit, owner, parse_cidr};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
-use crate::commands::date;
 use crate::commands::networks::{network_json, services_json, settle_router};
 use crate::commands::public_ips::{cleanup_bodies, ip_busy};
+use crate::commands::render::{merge, owner_fields};
 use crate::commands::tags::tags_json;
-use crate::commands::volumes::{accessible_row, listed, merge, owner_fields, zone_name};
+use crate::commands::volumes::{accessible_row, listed, zone_name};
+use crate::commands::{date, row_reply};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -408,14 +409,8 @@ pub fn vpc_json(state: &State, row: &VpcRow) -> Value {
 
 /// The `vpc` reply for VPC `id`.
 pub fn vpc_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row = state
-        .network
-        .vpcs
-        .get(&id)
-        .ok_or_else(|| ApiError::invalid_param(format!("Unable to find vpc by id {id}")))?;
-    Ok(Reply::Object {
-        key: "vpc",
-        value: vpc_json(state, row),
+    row_reply(state.network.vpcs.get(&id), "vpc", "vpc", id, |r| {
+        vpc_json(state, r)
     })
 }
 

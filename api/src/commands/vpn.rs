@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::allocation::{owner, parse_cidr};
 use crate::call::{Call, ListScope, Paging, keyword_matches};
-use crate::commands::volumes::{accessible_row, check_access, listed, merge, owner_fields};
+use crate::commands::render::{merge, owner_fields};
+use crate::commands::row_reply;
+use crate::commands::volumes::{accessible_row, check_access, listed};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
@@ -310,14 +312,13 @@ fn vpn_user_json(state: &State, row: &RuleRow<VpnUserFacts>) -> Value {
 
 /// The `vpnuser` reply for VPN user `id`.
 pub fn vpn_user_reply(state: &State, id: Uuid) -> Result<Reply, ApiError> {
-    let row =
-        state.network.vpn_users.get(&id).ok_or_else(|| {
-            ApiError::invalid_param(format!("Unable to find vpn user by id {id}"))
-        })?;
-    Ok(Reply::Object {
-        key: "vpnuser",
-        value: vpn_user_json(state, row),
-    })
+    row_reply(
+        state.network.vpn_users.get(&id),
+        "vpnuser",
+        "vpn user",
+        id,
+        |r| vpn_user_json(state, r),
+    )
 }
 
 /// The `remoteaccessvpn` reply for the VPN on public IP `public_ip_id`, rendered after a
@@ -556,13 +557,13 @@ async fn create_vpn(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
             Ok(vec![event])
         },
         move |state| {
-            let row = state.network.vpns.get(&vpn_id).ok_or_else(|| {
-                ApiError::invalid_param(format!("Unable to find remote access vpn by id {vpn_id}"))
-            })?;
-            Ok(Reply::Object {
-                key: "remoteaccessvpn",
-                value: vpn_json(state, row, Some(psk)),
-            })
+            row_reply(
+                state.network.vpns.get(&vpn_id),
+                "remoteaccessvpn",
+                "remote access vpn",
+                vpn_id,
+                |row| vpn_json(state, row, Some(psk)),
+            )
         },
     )
     .await

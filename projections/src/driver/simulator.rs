@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::network::{
     Direction, NetworkAction, NetworkDriver, PublicIpEntry, RouterConfig, RouterCounters,
-    SecurityGroupConfig,
+    SecurityGroupConfig, SecurityRuleEntry,
 };
 use super::{
     CommandKind, DiskCounters, DriverAction, DriverCommand, DriverError, HypervisorDriver,
@@ -648,11 +648,10 @@ impl SimState {
                 direction,
                 rules,
             } => {
-                let group = self.security_groups.entry(*group_id).or_default();
-                let side = match direction {
-                    Direction::Ingress => &mut group.ingress,
-                    Direction::Egress => &mut group.egress,
-                };
+                let side = rules_of(
+                    self.security_groups.entry(*group_id).or_default(),
+                    *direction,
+                );
                 side.extend(rules.iter().map(|rule| (rule.rule_id, rule.clone())));
             }
             NetworkAction::RevokeSecurityGroupRules {
@@ -660,11 +659,10 @@ impl SimState {
                 direction,
                 rule_ids,
             } => {
-                let group = self.security_groups.entry(*group_id).or_default();
-                let side = match direction {
-                    Direction::Ingress => &mut group.ingress,
-                    Direction::Egress => &mut group.egress,
-                };
+                let side = rules_of(
+                    self.security_groups.entry(*group_id).or_default(),
+                    *direction,
+                );
                 for rule_id in rule_ids {
                     side.remove(rule_id);
                 }
@@ -688,6 +686,17 @@ impl SimState {
             }
         }
         Ok(())
+    }
+}
+
+/// The rules of `group` in `direction`.
+fn rules_of(
+    group: &mut SecurityGroupConfig,
+    direction: Direction,
+) -> &mut BTreeMap<Uuid, SecurityRuleEntry> {
+    match direction {
+        Direction::Ingress => &mut group.ingress,
+        Direction::Egress => &mut group.egress,
     }
 }
 
