@@ -233,6 +233,35 @@ def commands(api) -> set[str]:
     return {a["name"] for a in api.listApis()["api"]}
 
 
+@pytest.fixture(scope="session")
+def zone(api):
+    """The demo zone."""
+    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
+    return zone
+
+
+@pytest.fixture(scope="session")
+def template(api, zone):
+    """The demo's featured template in the demo zone."""
+    return next(
+        t for t in api.listTemplates(templatefilter="featured")["template"]
+        if t["zoneid"] == zone["id"]
+    )
+
+
+@pytest.fixture(scope="session")
+def offering(api):
+    """The demo's `Small Instance` service offering."""
+    return next(
+        o for o in api.listServiceOfferings()["serviceoffering"] if o["name"] == "Small Instance"
+    )
+
+
+def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
+    """The same caller, waiting for async jobs (`fetch_result`)."""
+    return server.client(key=client.key, secret=client.secret, fetch_result=True)
+
+
 def require(commands: set[str], *names: str):
     missing = [n for n in names if n not in commands]
     if missing:

@@ -26,6 +26,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     new_user,
     require,
     unique,
+    waiting,
 )
 
 FINGERPRINT = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){15}$")
@@ -49,11 +50,6 @@ LIMIT_SETTINGS = {
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def user(server, api, **options):
@@ -111,12 +107,6 @@ def ssh_keygen(tmp_path: Path, kind: str = "ed25519") -> str:
         check=True,
     )
     return Path(f"{path}.pub").read_text().strip()
-
-
-@pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
 
 
 @pytest.fixture(scope="module")

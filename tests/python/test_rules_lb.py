@@ -29,6 +29,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     new_user,
     require,
     unique,
+    waiting,
 )
 
 ISOLATED_OFFERING = "DefaultIsolatedNetworkOfferingWithSourceNatService"
@@ -36,32 +37,6 @@ ISOLATED_OFFERING = "DefaultIsolatedNetworkOfferingWithSourceNatService"
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
-
-
-@pytest.fixture(scope="module")
-def template(api, zone):
-    return next(
-        t for t in api.listTemplates(templatefilter="featured")["template"]
-        if t["zoneid"] == zone["id"]
-    )
-
-
-@pytest.fixture(scope="module")
-def offering(api):
-    return next(
-        o for o in api.listServiceOfferings()["serviceoffering"] if o["name"] == "Small Instance"
-    )
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def user(server, api):

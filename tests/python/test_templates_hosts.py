@@ -24,6 +24,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     new_user,
     require,
     unique,
+    waiting,
 )
 
 GIB = 1024 * 1024 * 1024
@@ -35,12 +36,6 @@ URL = "http://images.example.org/template.qcow2"
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +55,6 @@ def second_zone(api):
     return api.createZone(
         name=unique("zone"), networktype="Advanced", dns1="8.8.8.8", internaldns1="10.0.0.1",
     )["zone"]
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def user(server, api):

@@ -37,6 +37,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     require,
     stop_server,
     unique,
+    waiting,
 )
 
 GIB = 1024**3
@@ -50,12 +51,6 @@ HOLDING_HOST = {"Starting", "Running", "Stopping", "Migrating"}
 # --------------------------------------------------------------------------------------------
 # Fixtures and helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +125,6 @@ def reap(server, api):
                 admin.destroyVirtualMachine(id=vm_id, expunge=True)
         except cs.CloudStackException as e:  # the test's own assertion is what matters
             print(f"could not expunge VM {vm_id}: {e!r}")
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def waiting_user(server, api):

@@ -20,6 +20,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     new_user,
     require,
     unique,
+    waiting,
 )
 
 GIB = 1024 * 1024 * 1024
@@ -31,20 +32,9 @@ GIB = 1024 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
-
-
-@pytest.fixture(scope="module")
 def offerings(api):
     """The demo disk offerings by name: `Small` (5 GiB) and `Custom`."""
     return {o["name"]: o for o in api.listDiskOfferings()["diskoffering"]}
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def job_result(client: cs.CloudStack, reply: dict) -> dict:

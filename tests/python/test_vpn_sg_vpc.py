@@ -26,6 +26,7 @@ from conftest import (  # noqa: F401  (fixtures shared by the suites)
     new_user,
     require,
     unique,
+    waiting,
 )
 
 ISOLATED_OFFERING = "DefaultIsolatedNetworkOfferingWithSourceNatService"
@@ -35,17 +36,6 @@ VPC_TIER_OFFERING = "DefaultIsolatedNetworkOfferingForVpcNetworks"
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def zone(api):
-    [zone] = [z for z in api.listZones()["zone"] if z["name"] == "Demo Zone"]
-    return zone
-
-
-def waiting(server, client: cs.CloudStack) -> cs.CloudStack:
-    """The same caller, waiting for async jobs (`fetch_result`)."""
-    return server.client(key=client.key, secret=client.secret, fetch_result=True)
 
 
 def user(server, api):
