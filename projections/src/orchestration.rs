@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::compute::Compute;
 use crate::driver::{DriverAction, DriverCommand};
 use crate::network::Network;
-use crate::router_commands::network_command;
+use crate::router_commands::{RoutedCommand, network_command};
 use crate::storage::Storage;
 use crate::table::{PersistedTable, Table};
 
@@ -138,60 +138,50 @@ impl Orchestration {
                     return;
                 }
                 // A fact that changes a router: the driver must be told, though nobody waits.
-                let Some((action, resource_type, resource_id, account_id, domain_id)) =
-                    network_command(&event.body, compute, network, true)
-                else {
-                    return;
-                };
-                self.pending.insert(
-                    envelope.id,
-                    PendingCommand {
-                        command: DriverCommand {
-                            id: envelope.id,
-                            action,
-                        },
-                        event_type: event.body.event_type().name().into(),
-                        job_id: None,
-                        resource_type: resource_type.into(),
-                        resource_id,
-                        account_id,
-                        domain_id,
-                        requested_at: envelope.position.0,
-                        request: serde_json::Value::Null,
-                        actor: envelope.actor,
-                        fact: true,
-                    },
-                );
+                if let Some(routed) = network_command(&event.body, compute, network, true) {
+                    self.schedule(event, routed, true);
+                }
             }
             EventState::Started => {
-                let Some((action, resource_type, resource_id, account_id, domain_id)) =
-                    request(&event.body, compute, storage)
-                        .or_else(|| network_command(&event.body, compute, network, false))
-                else {
-                    return;
-                };
-                self.pending.insert(
-                    envelope.id,
-                    PendingCommand {
-                        command: DriverCommand {
-                            id: envelope.id,
-                            action,
-                        },
-                        event_type: event.body.event_type().name().into(),
-                        job_id: envelope.correlation_id,
-                        resource_type: resource_type.into(),
-                        resource_id,
-                        account_id,
-                        domain_id,
-                        requested_at: envelope.position.0,
-                        request: event.body.data_json().unwrap_or_default(),
-                        actor: envelope.actor,
-                        fact: false,
-                    },
-                );
+                if let Some(routed) = request(&event.body, compute, storage)
+                    .or_else(|| network_command(&event.body, compute, network, false))
+                {
+                    self.schedule(event, routed, false);
+                }
             }
             _ => {}
         }
+    }
+
+    /// Records the command an event asks for. A request's command is correlated with its job
+    /// and answered by its own type in state `Completed`; a fact's by DRIVER.APPLIED, with no
+    /// job (a fact may be correlated with a job that waits for another command).
+    fn schedule(&mut self, event: &RecordedEvent, routed: RoutedCommand, fact: bool) {
+        let envelope = &event.envelope;
+        let (action, resource_type, resource_id, account_id, domain_id) = routed;
+        self.pending.insert(
+            envelope.id,
+            PendingCommand {
+                command: DriverCommand {
+                    id: envelope.id,
+                    action,
+                },
+                event_type: event.body.event_type().name().into(),
+                job_id: if fact { None } else { envelope.correlation_id },
+                resource_type: resource_type.into(),
+                resource_id,
+                account_id,
+                domain_id,
+                requested_at: envelope.position.0,
+                request: if fact {
+                    serde_json::Value::Null
+                } else {
+                    event.body.data_json().unwrap_or_default()
+                },
+                actor: envelope.actor,
+                fact,
+            },
+        );
     }
 
     /// Pending commands in the order they were requested.
@@ -216,10 +206,8 @@ impl Orchestration {
     }
 }
 
-type Request = (DriverAction, &'static str, Uuid, Uuid, Uuid);
-
 /// The driver command a request event asks for (after `compute` and `storage` applied it).
-fn request(body: &EventBody, compute: &Compute, storage: &Storage) -> Option<Request> {
+fn request(body: &EventBody, compute: &Compute, storage: &Storage) -> Option<RoutedCommand> {
     const VM: &str = "VirtualMachine";
     let host_of = |vm_id: Uuid| compute.vms.get(&vm_id).and_then(|v| v.host_id);
     Some(match body {
