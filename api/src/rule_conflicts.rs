@@ -15,8 +15,8 @@
 use compact_str::CompactString;
 use engine::event::network::{FirewallRuleFacts, NetworkRule, RulePurpose, TrafficDirection};
 use engine::event::services::LoadBalancerFacts;
-use engine::ids::derived_event_id;
 use projections::State;
+pub use projections::network::related_firewall_rule_id;
 use projections::network::{PublicIpRow, RuleState};
 use uuid::Uuid;
 
@@ -151,13 +151,6 @@ pub fn ip_text(ip: &PublicIpRow) -> String {
         "IPAddress {{\"uuid\":\"{}\",\"dataCenterId\":\"{}\",\"address\":\"{}\"}}",
         ip.facts.ip_id, ip.facts.zone_id, ip.facts.address
     )
-}
-
-/// The id of the firewall rule a port forwarding, IP forwarding or load balancer rule opens
-/// its ports with (`openfirewall=true`): derived from the rule's id, so deleting the rule finds
-/// it again (CloudStack's `related` column, which the FIREWALL.OPEN payload does not carry).
-pub fn related_firewall_rule_id(rule_id: Uuid) -> Uuid {
-    derived_event_id(rule_id, "firewall.related")
 }
 
 /// Every rule on the public IP `ip_id` that is not being revoked (CloudStack's

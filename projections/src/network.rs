@@ -41,6 +41,13 @@ use crate::driver::network::{
 };
 use crate::table::{PersistedTable, Table};
 
+/// The id of the firewall rule a port forwarding, IP forwarding or load balancer rule opens
+/// its ports with (`openfirewall=true`): derived from the rule's id, so deleting the rule finds
+/// it again (CloudStack's `related` column, which the FIREWALL.OPEN payload does not carry).
+pub fn related_firewall_rule_id(rule_id: Uuid) -> Uuid {
+    engine::ids::derived_event_id(rule_id, "firewall.related")
+}
+
 /// Where a rule stands between the API and the router (CloudStack's `FirewallRule.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleState {

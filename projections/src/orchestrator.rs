@@ -21,9 +21,9 @@ use engine::event::storage::VolumeCounterReading;
 use engine::event::storage::{VmSnapshotLifecycle, VolumeAttachment, VolumeLifecycle, VolumeType};
 use engine::event::vm::{NetworkCounterReading, VmFacts, VmLifecycle};
 use engine::event::{
-    DriverEvent, EventBody, EventState, EventType, Level, LoadBalancerEvent, NetEvent,
-    NetworkOfferingEvent, NewEvent, NicEvent, RouterEvent, SecurityGroupEvent, StaticNatEvent,
-    StreamId, VmEvent, VmSnapshotEvent, VolumeEvent,
+    DriverEvent, EventBody, EventState, EventType, FirewallEvent, Level, LoadBalancerEvent,
+    NetEvent, NetworkOfferingEvent, NewEvent, NicEvent, RouterEvent, SecurityGroupEvent,
+    StaticNatEvent, StreamId, VmEvent, VmSnapshotEvent, VolumeEvent,
 };
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::State;
 use crate::compute::VmState;
 use crate::driver::{DriverAction, HypervisorDriver, NetworkDriver, SimulatedHost};
-use crate::network::RouterState;
+use crate::network::{RouterState, related_firewall_rule_id};
 use crate::orchestration::PendingCommand;
 use crate::runner::ReadModels;
 
@@ -556,6 +556,13 @@ fn network_cleanup(state: &State, vm_id: Uuid) -> Vec<EventBody> {
         .values()
         .filter(|r| r.facts.vm_id == Some(vm_id))
     {
+        // The firewall rule its `openfirewall` added goes first, as CloudStack revokes it.
+        let opened = related_firewall_rule_id(rule.facts.rule_id);
+        if let Some(firewall) = network.firewall_rules.get(&opened) {
+            events.push(EventBody::Firewall(FirewallEvent::Close(
+                firewall.facts.clone(),
+            )));
+        }
         events.push(EventBody::Net(NetEvent::RuleDelete(rule.facts.clone())));
     }
     for ip in network.public_ips.values() {

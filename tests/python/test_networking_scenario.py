@@ -187,3 +187,23 @@ def test_network_lifecycle_keeps_the_router_programmed_as_the_api_shows(server, 
     client.deleteNetwork(id=net)
     assert _items(client.listNetworks(id=net), "network") == []
     assert _items(api.listRouters(networkid=net, listall=True), "router") == []
+
+
+def test_expunging_a_vm_revokes_its_rules_and_the_firewall_they_opened(server, api, commands):
+    require(commands, "createPortForwardingRule", "listRouterConfigurations")
+    zone, template, small, _offering = _demo(api)
+    _account, _user, plain = new_user(server, api)
+    client = server.client(key=plain.key, secret=plain.secret, fetch_result=True)
+    admin = server.client(fetch_result=True)
+    vm = client.deployVirtualMachine(zoneid=zone["id"], templateid=template["id"],
+                                     serviceofferingid=small["id"])["virtualmachine"]
+    net = vm["nic"][0]["networkid"]
+    ip = client.associateIpAddress(networkid=net)["ipaddress"]
+    client.createPortForwardingRule(ipaddressid=ip["id"], protocol="tcp", publicport=2222,
+                                    privateport=22, virtualmachineid=vm["id"])
+    [opened] = client.listFirewallRules(ipaddressid=ip["id"])["firewallrule"]
+    assert (opened["startport"], opened["endport"]) == (2222, 2222), opened
+    admin.destroyVirtualMachine(id=vm["id"], expunge=True)
+    assert _items(client.listPortForwardingRules(ipaddressid=ip["id"]), "portforwardingrule") == []
+    assert _items(client.listFirewallRules(ipaddressid=ip["id"]), "firewallrule") == []
+    _assert_router_matches(admin, client, net, "expunging the VM")
