@@ -101,6 +101,7 @@ pub struct Running {
     store: EmbeddedStore,
     runner: RunnerHandle,
     orchestrator: OrchestratorHandle,
+    usage_scheduler: usage::scheduler::SchedulerHandle,
     listener: tokio::net::TcpListener,
 }
 
@@ -174,6 +175,7 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         shared_store.clone(),
         &options.data_dir.join("read-models"),
         mode,
+        usage::model::read_models,
     )
     .await?;
     let simulator = Simulator::new(options.simulator.clone());
@@ -184,6 +186,8 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         Arc::new(simulator.clone()),
         clock.clone(),
     );
+    let usage_scheduler =
+        usage::scheduler::start(shared_store.clone(), models.clone(), clock.clone());
     let ctx = Ctx::new(Shared {
         store: shared_store,
         models,
@@ -220,6 +224,7 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         store,
         runner,
         orchestrator,
+        usage_scheduler,
         listener,
     })
 }
@@ -232,6 +237,7 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<u64> {
         let served = crate::server::serve(self.listener, self.ctx.clone(), shutdown).await;
+        self.usage_scheduler.stop().await;
         self.orchestrator.stop().await;
         self.runner.stop().await;
         let head = self.store.head().await.map(|p| p.0).unwrap_or(0);

@@ -336,7 +336,7 @@ pub async fn run_lifecycle_bench(
         replay_rates.push(rate(events, config.replay_time, || raw_replay(log.clone())).await?);
         rebuild_rates.push(
             rate(events, config.replay_time, || async {
-                runner::replay_in_memory(log.clone())
+                runner::replay_in_memory(log.clone(), usage::model::read_models)
                     .await
                     .map(|_| ())
                     .map_err(|e| ApiBenchError::Setup(e.to_string()))
@@ -344,10 +344,10 @@ pub async fn run_lifecycle_bench(
             .await?,
         );
     }
-    let first = runner::rebuild(log.clone(), &dir.0.join("rebuild-1"), |_, _| {})
+    let first = runner::rebuild(log.clone(), &dir.0.join("rebuild-1"), usage::model::read_models, |_, _| {})
         .await
         .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
-    let second = runner::rebuild(log.clone(), &dir.0.join("rebuild-2"), |_, _| {})
+    let second = runner::rebuild(log.clone(), &dir.0.join("rebuild-2"), usage::model::read_models, |_, _| {})
         .await
         .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
     store.close();

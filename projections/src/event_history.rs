@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 use engine::event::{
-    AsyncJobEvent, DriverEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
+    AsyncJobEvent, DriverEvent, UsageEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
 };
 use engine::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,8 @@ impl EventHistory {
             // A fact's driver confirmation (a NIC's DHCP entry programmed) is bookkeeping of
             // the orchestrator, not an action anyone took.
             EventBody::Driver(DriverEvent::Applied(_)) => return,
+            // The usage scheduler's runs are the clock reaching usage, not actions.
+            EventBody::Usage(UsageEvent::Close(_)) if envelope.actor.account_id.is_none() => return,
             // A driver command's request (state Started) is the job's own Started row already.
             _ if envelope.state == EventState::Started => return,
             body => {

@@ -32,6 +32,31 @@ const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// Persist at least this often during a long catch-up, so a crash mid-rebuild loses little.
 const PERSIST_EVERY: usize = 10_000;
 
+/// A read model that lives in a crate above this one (the usage server), folded in the same
+/// pass as the read models here and right after them, so that it reads them at exactly the
+/// position it is applying: the fold stays deterministic (DESIGN.md invariant 2) and its rows
+/// are persisted, checkpointed and digested with everyone else's.
+pub trait DownstreamModel: Send + Sync + std::fmt::Debug {
+    /// Changes whenever the model's rows or fold change meaning: a store written with another
+    /// version is rebuilt from the log.
+    fn version(&self) -> &'static str;
+    /// Folds one event; `upstream` holds every read model of this crate, already at `event`.
+    fn apply(&mut self, event: &RecordedEvent, upstream: &State);
+    /// The model's tables, in a fixed order.
+    fn tables(&mut self) -> Vec<&mut dyn PersistedTable>;
+    /// For [`State::downstream`].
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Makes the downstream models of fresh read models (`usage::read_models` for the server;
+/// [`no_downstream`] where only this crate's models matter).
+pub type DownstreamFactory = fn() -> Vec<Box<dyn DownstreamModel>>;
+
+/// No downstream models.
+pub fn no_downstream() -> Vec<Box<dyn DownstreamModel>> {
+    Vec::new()
+}
+
 /// Every read model, as of one log position.
 #[derive(Debug)]
 pub struct State {
@@ -59,6 +84,8 @@ pub struct State {
     /// decisions check: a decision appends with the version its state was read at
     /// (DESIGN.md invariant 8).
     stream_versions: Table<String, u64>,
+    /// Read models of the crates above (usage), applied after these.
+    downstream: Vec<Box<dyn DownstreamModel>>,
     /// The last position applied.
     pub position: Position,
 }
@@ -77,12 +104,38 @@ impl Default for State {
             network: Network::default(),
             orchestration: Orchestration::default(),
             stream_versions: Table::new("stream_versions"),
+            downstream: Vec::new(),
             position: Position(0),
         }
     }
 }
 
 impl State {
+    /// Fresh read models with the downstream models `factory` makes.
+    pub fn with_downstream(factory: DownstreamFactory) -> Self {
+        State {
+            downstream: factory(),
+            ..State::default()
+        }
+    }
+
+    /// The downstream model of type `T`, if this state has one.
+    pub fn downstream<T: 'static>(&self) -> Option<&T> {
+        self.downstream
+            .iter()
+            .find_map(|model| model.as_any().downcast_ref::<T>())
+    }
+
+    /// The stored-format version: this crate's and every downstream model's.
+    fn version(&self) -> String {
+        let mut version = MODEL_VERSION.to_owned();
+        for model in &self.downstream {
+            version.push('+');
+            version.push_str(model.version());
+        }
+        version
+    }
+
     fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {
         let mut tables: Vec<&mut dyn PersistedTable> = Vec::new();
         tables.extend(self.identity.tables());
@@ -96,6 +149,9 @@ impl State {
         tables.extend(self.network.tables());
         tables.extend(self.orchestration.tables());
         tables.push(&mut self.stream_versions);
+        for model in &mut self.downstream {
+            tables.extend(model.tables());
+        }
         tables
     }
 
@@ -116,6 +172,11 @@ impl State {
             self.stream_versions
                 .insert(event.envelope.stream.to_string(), event.envelope.version);
         }
+        let mut downstream = std::mem::take(&mut self.downstream);
+        for model in &mut downstream {
+            model.apply(event, self);
+        }
+        self.downstream = downstream;
         self.position = event.envelope.position;
     }
 
@@ -125,7 +186,7 @@ impl State {
     pub fn digest(&mut self) -> Result<String, ProjectionError> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
-        hasher.update(MODEL_VERSION.as_bytes());
+        hasher.update(self.version().as_bytes());
         hasher.update(self.position.0.to_be_bytes());
         for table in self.tables() {
             table.digest(&mut hasher)?;
@@ -235,11 +296,12 @@ pub async fn start(
     store: Arc<dyn EventStore>,
     dir: &Path,
     mode: StartMode,
+    downstream: DownstreamFactory,
 ) -> Result<(Arc<ReadModels>, RunnerHandle), ProjectionError> {
     let db = sled::Config::new().path(dir).open()?;
     let tree = db.open_tree("read-models")?;
     let head = store.head().await?;
-    let mut state = State::default();
+    let mut state = State::with_downstream(downstream);
     let checkpoint = match load(&tree, &mut state, head, mode) {
         Ok(checkpoint) => checkpoint,
         Err(reason) => {
@@ -248,9 +310,9 @@ pub async fn start(
             } else {
                 warn!(%reason, "rebuilding the read models from the log");
             }
+            state = State::with_downstream(downstream);
             tree.clear()?;
-            tree.insert(VERSION_KEY, MODEL_VERSION)?;
-            state = State::default();
+            tree.insert(VERSION_KEY, state.version().as_bytes())?;
             Position(0)
         }
     };
@@ -317,14 +379,15 @@ pub struct Summary {
 pub async fn rebuild(
     store: Arc<dyn EventStore>,
     dir: &Path,
+    downstream: DownstreamFactory,
     mut progress: impl FnMut(Position, Position),
 ) -> Result<Summary, ProjectionError> {
     let db = sled::Config::new().path(dir).open()?;
     let tree = db.open_tree("read-models")?;
+    let mut state = State::with_downstream(downstream);
     tree.clear()?;
-    tree.insert(VERSION_KEY, MODEL_VERSION)?;
+    tree.insert(VERSION_KEY, state.version().as_bytes())?;
     let head = store.head().await?;
-    let mut state = State::default();
     let mut events = store.subscribe(Position(0).next());
     let mut applied = 0u64;
     while state.position < head {
@@ -356,8 +419,9 @@ pub async fn rebuild(
 pub async fn load_current(
     store: Arc<dyn EventStore>,
     dir: &Path,
+    downstream: DownstreamFactory,
 ) -> Result<Summary, ProjectionError> {
-    let (models, handle) = start(store, dir, StartMode::Resume).await?;
+    let (models, handle) = start(store, dir, StartMode::Resume, downstream).await?;
     handle.stop().await;
     let mut state = models.state.write().unwrap_or_else(PoisonError::into_inner);
     Ok(Summary {
@@ -369,9 +433,12 @@ pub async fn load_current(
 
 /// Applies the whole log to fresh in-memory read models, without a store (the rebuild rate of
 /// `ledgerstack bench lifecycle`).
-pub async fn replay_in_memory(store: Arc<dyn EventStore>) -> Result<State, ProjectionError> {
+pub async fn replay_in_memory(
+    store: Arc<dyn EventStore>,
+    downstream: DownstreamFactory,
+) -> Result<State, ProjectionError> {
     let head = store.head().await?;
-    let mut state = State::default();
+    let mut state = State::with_downstream(downstream);
     let mut events = store.subscribe(Position(0).next());
     while state.position < head {
         match events.next().await {
@@ -394,7 +461,7 @@ fn load(
         return Err("a rebuild was asked for".into());
     }
     let version = tree.get(VERSION_KEY).map_err(|e| e.to_string())?;
-    if version.as_deref() != Some(MODEL_VERSION.as_bytes()) {
+    if version.as_deref() != Some(state.version().as_bytes()) {
         return Err("the store was written by another version of Ledgerstack".into());
     }
     let checkpoint = match tree.get(CHECKPOINT_KEY).map_err(|e| e.to_string())? {

@@ -108,6 +108,14 @@ impl<K: RowKey, V: Serialize + DeserializeOwned> Table<K, V> {
         })
     }
 
+    /// The rows whose keys fall in `range`, in key order.
+    pub fn range(
+        &self,
+        range: impl std::ops::RangeBounds<K>,
+    ) -> impl DoubleEndedIterator<Item = (&K, &V)> {
+        self.rows.range(range)
+    }
+
     /// Every row in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
         self.rows.iter()

@@ -94,7 +94,7 @@ impl World {
     }
 
     async fn state(&self) -> projections::State {
-        replay_in_memory(Arc::new(self.store.clone()))
+        replay_in_memory(Arc::new(self.store.clone()), projections::runner::no_downstream)
             .await
             .unwrap()
     }

@@ -54,7 +54,7 @@ async fn read_models_catch_up_follow_resume_and_rebuild() {
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
 
     // Catch-up: everything in the log at start is applied before `start` returns.
-    let (models, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume)
+    let (models, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume, runner::no_downstream)
         .await
         .unwrap();
     assert_eq!(names(&models), ["a", "b"]);
@@ -67,7 +67,7 @@ async fn read_models_catch_up_follow_resume_and_rebuild() {
 
     // Resume: rows and checkpoint were persisted together; the new event is applied on top.
     append(&store, &["d"]).await;
-    let (resumed, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume)
+    let (resumed, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume, runner::no_downstream)
         .await
         .unwrap();
     assert_eq!(names(&resumed), ["a", "b", "c", "d"]);
@@ -75,7 +75,7 @@ async fn read_models_catch_up_follow_resume_and_rebuild() {
     handle.stop().await;
 
     // Rebuild: dropping the store and replaying the log gives the same read models.
-    let (rebuilt, handle) = runner::start(shared, dir.path(), StartMode::Rebuild)
+    let (rebuilt, handle) = runner::start(shared, dir.path(), StartMode::Rebuild, runner::no_downstream)
         .await
         .unwrap();
     assert_eq!(names(&rebuilt), ["a", "b", "c", "d"]);
@@ -87,7 +87,7 @@ async fn a_store_ahead_of_the_log_is_rebuilt_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let long_log = MemoryStore::new(ManualClock::new(Timestamp::from_millis(0)));
     append(&long_log, &["a", "b", "c"]).await;
-    let (_, handle) = runner::start(Arc::new(long_log), dir.path(), StartMode::Resume)
+    let (_, handle) = runner::start(Arc::new(long_log), dir.path(), StartMode::Resume, runner::no_downstream)
         .await
         .unwrap();
     handle.stop().await;
@@ -95,7 +95,7 @@ async fn a_store_ahead_of_the_log_is_rebuilt_not_trusted() {
     // The log was replaced by a shorter one: the checkpoint is beyond its head.
     let short_log = MemoryStore::new(ManualClock::new(Timestamp::from_millis(0)));
     append(&short_log, &["x"]).await;
-    let (models, handle) = runner::start(Arc::new(short_log), dir.path(), StartMode::Resume)
+    let (models, handle) = runner::start(Arc::new(short_log), dir.path(), StartMode::Resume, runner::no_downstream)
         .await
         .unwrap();
     assert_eq!(names(&models), ["x"]);

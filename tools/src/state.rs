@@ -38,7 +38,11 @@ pub(crate) async fn rebuild(args: StateArgs) -> Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
-    let summary = runner::rebuild(log, &args.data_dir.join("read-models"), |done, _| {
+    let summary = runner::rebuild(
+        log,
+        &args.data_dir.join("read-models"),
+        usage::model::read_models,
+        |done, _| {
         bar.set_position(done.0)
     })
     .await
@@ -60,7 +64,11 @@ pub(crate) async fn rebuild(args: StateArgs) -> Result<()> {
 pub(crate) async fn digest(args: StateArgs) -> Result<()> {
     let store = open_log(&args.data_dir)?;
     let log: Arc<dyn EventStore> = Arc::new(store.clone());
-    let summary = runner::load_current(log, &args.data_dir.join("read-models"))
+    let summary = runner::load_current(
+        log,
+        &args.data_dir.join("read-models"),
+        usage::model::read_models,
+    )
         .await
         .context("loading the read models")?;
     store.close();

@@ -1,9 +1,16 @@
 //! Ledgerstack's usage server (DESIGN.md, spec/usage.md): the usage projection, period
-//! arithmetic in the aggregation time zone, the usage record store and its queries, alerts and
-//! quota.
+//! arithmetic in the aggregation time zone, the usage record store and its queries.
 //!
 //! Architecture Invariant: nothing in this crate reads the wall clock; periods close on
-//! period-close events appended by a scheduler.
+//! `USAGE.CLOSE` events appended by a scheduler.
 //!
-//! It is empty until the usage issue lands; the crate exists so the dependency direction
-//! `usage → projections → engine` is fixed from the start.
+//! Architecture Invariant: durations are integer milliseconds and quantities `rust_decimal`;
+//! there is no float anywhere in the pipeline.
+
+pub mod fact;
+pub mod facts;
+pub mod ledger;
+pub mod model;
+pub mod period;
+pub mod scheduler;
+pub mod usage_type;

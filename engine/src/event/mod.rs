@@ -537,6 +537,15 @@ event_catalogue! {
         /// A limit was set.
         Update = 1, "RESOURCE.LIMIT.UPDATE" => ResourceLimitChanged;
     }
+
+    /// Usage periods closed and records pruned (Ledgerstack): how the wall clock and usage
+    /// administration reach the usage projection.
+    family Usage(UsageEvent) = 40, schema 1 {
+        /// Usage periods up to an instant were closed.
+        Close = 1, "USAGE.CLOSE" => UsagePeriodsClosed;
+        /// Published usage records older than an instant were pruned.
+        Prune = 2, "USAGE.PRUNE" => UsageRecordsPruned;
+    }
 }
 
 /// One row of the event table.

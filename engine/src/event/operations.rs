@@ -159,3 +159,27 @@ pub struct DriverApplied {
     /// That account's domain.
     pub domain_id: Uuid,
 }
+
+/// USAGE.CLOSE (Ledgerstack): the usage periods that ended at or before `until` are closed and
+/// their records published. The scheduler appends it at `usage.stats.job.exec.time` (with an id
+/// derived from `until`, so a second node or a restart appends nothing new); so does
+/// `generateUsageRecords`. Projections never read the wall clock: this is how time reaches usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePeriodsClosed {
+    /// Every period ending at or before this instant is closed.
+    pub until: Timestamp,
+    /// `generateUsageRecords startdate=...`: periods already closed from here on are computed
+    /// again and compared with what was published (a correction gets a new revision; equal
+    /// records stay as they are, so re-generating never duplicates).
+    pub recompute_from: Option<Timestamp>,
+}
+
+/// USAGE.PRUNE (Ledgerstack): `removeRawUsageRecords` dropped the published records of periods
+/// that ended before `before` from the records store. They can be regenerated from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecordsPruned {
+    /// Records of periods ending at or before this instant are removed.
+    pub before: Timestamp,
+    /// The `interval` (days) that was asked for.
+    pub interval_days: u32,
+}

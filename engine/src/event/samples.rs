@@ -1054,6 +1054,14 @@ pub(crate) fn body(t: EventType) -> EventBody {
                 allocation_state: "Enabled".into(),
             },
         })),
+        "USAGE.CLOSE" => B::Usage(UsageEvent::Close(UsagePeriodsClosed {
+            until: Timestamp::from_millis(1_714_523_400_000),
+            recompute_from: Some(Timestamp::from_millis(1_714_435_200_000)),
+        })),
+        "USAGE.PRUNE" => B::Usage(UsageEvent::Prune(UsageRecordsPruned {
+            before: Timestamp::from_millis(1_714_435_200_000),
+            interval_days: 30,
+        })),
         "DRIVER.FAILED" => B::Driver(DriverEvent::Failed(DriverFailed {
             command_id: id(0xd1),
             command: "StartCommand".into(),
