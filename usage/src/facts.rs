@@ -15,9 +15,8 @@
 //! [`record_description`] completes.
 
 use engine::event::network::{IpAddressFacts, NetworkFacts, RulePurpose};
-use engine::event::storage::VolumeCounterReading;
 use engine::event::storage::{
-    IsoFacts, SnapshotFacts, TemplateFacts, VmSnapshotFacts, VolumeFacts,
+    IsoFacts, SnapshotFacts, TemplateFacts, VmSnapshotFacts, VolumeCounterReading, VolumeFacts,
 };
 use engine::event::vm::{NetworkCounterReading, VmFacts};
 use engine::event::{
@@ -982,5 +981,674 @@ fn backup_event(event: &BackupEvent, upstream: &State, out: &mut Out) {
         BackupEvent::OfferingRemove(b) => {
             out.close(track(b.account_id, UsageType::Backup, b.vm_id));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use engine::clock::ManualClock;
+    use engine::event::infrastructure::{ServiceOfferingFacts, ServiceOfferingLifecycle};
+    use engine::event::network::{NetworkLifecycle, RulePurpose};
+    use engine::event::operations::DriverFailed;
+    use engine::event::storage::{TemplateLifecycle, VolumeCreated, VolumeResized, VolumeType};
+    use engine::event::vm::{
+        RouterFacts, RouterLifecycle, VmCreated, VmDestroyed, VmStarted, VmStopped,
+    };
+    use engine::event::{DriverEvent, NewEvent, ServiceOfferingEvent, StreamId};
+    use engine::store::memory::MemoryStore;
+    use engine::store::{EventStore, ExpectedVersion};
+    use projections::runner::{DownstreamModel, replay_in_memory};
+    use projections::table::PersistedTable;
+
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    /// A downstream model that records what [`facts_of`] makes of every event, with the read
+    /// models exactly as the usage model sees them.
+    #[derive(Debug, Default)]
+    struct Collector {
+        seen: Vec<(String, EventState, Vec<Fact>)>,
+    }
+
+    impl DownstreamModel for Collector {
+        fn version(&self) -> &'static str {
+            "facts-collector"
+        }
+        fn apply(&mut self, event: &RecordedEvent, upstream: &State) {
+            let mut facts = Vec::new();
+            facts_of(event, upstream, &mut facts);
+            let name = event.body.event_type().name().to_owned();
+            self.seen.push((name, event.envelope.state, facts));
+        }
+        fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {
+            Vec::new()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    fn collector() -> Vec<Box<dyn DownstreamModel>> {
+        vec![Box::new(Collector::default())]
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_millis(seconds * 1000)
+    }
+
+    struct World {
+        store: MemoryStore,
+        account: Uuid,
+        domain: Uuid,
+        zone: Uuid,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                store: MemoryStore::new(ManualClock::new(Timestamp::from_millis(0))),
+                account: Uuid::new_v4(),
+                domain: Uuid::new_v4(),
+                zone: Uuid::new_v4(),
+            }
+        }
+
+        async fn append(&self, events: Vec<NewEvent>) {
+            let stream = StreamId::new("test", Uuid::new_v4()).unwrap();
+            self.store
+                .append(&stream, ExpectedVersion::Any, events)
+                .await
+                .unwrap();
+        }
+
+        /// A fact, appended in state `Completed` at `seconds`.
+        async fn fact(&self, seconds: i64, body: EventBody) -> Uuid {
+            let id = Uuid::new_v4();
+            self.append(vec![NewEvent::with_id(id, body).occurred_at(at(seconds))])
+                .await;
+            id
+        }
+
+        /// A driver request, appended in state `Started` at `seconds`.
+        async fn request(&self, seconds: i64, body: EventBody) -> Uuid {
+            let id = Uuid::new_v4();
+            self.append(vec![
+                NewEvent::with_id(id, body)
+                    .occurred_at(at(seconds))
+                    .state(EventState::Started),
+            ])
+            .await;
+            id
+        }
+
+        /// The driver's confirmation of `request`: the same body in state `Completed`.
+        async fn result(&self, seconds: i64, request: Uuid, body: EventBody) {
+            self.append(vec![
+                NewEvent::derived(request, "result", body).occurred_at(at(seconds)),
+            ])
+            .await;
+        }
+
+        /// What each event meant, in log order.
+        async fn seen(&self) -> Vec<(String, EventState, Vec<Fact>)> {
+            let state = replay_in_memory(Arc::new(self.store.clone()), collector)
+                .await
+                .unwrap();
+            state.downstream::<Collector>().unwrap().seen.clone()
+        }
+
+        fn vm(&self, offering: Uuid, template: Uuid) -> VmFacts {
+            VmFacts {
+                vm_id: Uuid::new_v4(),
+                name: "web1".into(),
+                instance_name: "i-2-5-VM".into(),
+                display_name: None,
+                account_id: self.account,
+                domain_id: self.domain,
+                zone_id: self.zone,
+                service_offering_id: offering,
+                template_id: template,
+                hypervisor: "Simulator".into(),
+                cpu_number: 1,
+                cpu_speed: 500,
+                memory: 512,
+            }
+        }
+    }
+
+    fn offering(id: Uuid) -> EventBody {
+        EventBody::ServiceOffering(ServiceOfferingEvent::Create(ServiceOfferingLifecycle {
+            offering: ServiceOfferingFacts {
+                service_offering_id: id,
+                name: "Small Instance".into(),
+                display_text: "Small Instance".into(),
+                cpu_number: Some(1),
+                cpu_speed: Some(500),
+                memory: Some(512),
+                is_customized: false,
+                offer_ha: false,
+                limit_cpu_use: false,
+                dynamic_scaling_enabled: true,
+                storage_type: "shared".into(),
+                host_tags: None,
+                storage_tags: None,
+                root_disk_size: None,
+                domain_ids: Vec::new(),
+                zone_ids: Vec::new(),
+                system_vm_type: None,
+            },
+        }))
+    }
+
+    fn template(world: &World, id: Uuid) -> EventBody {
+        EventBody::Template(TemplateEvent::Create(TemplateLifecycle {
+            template: TemplateFacts {
+                template_id: id,
+                name: "CentOS".into(),
+                display_text: "CentOS".into(),
+                account_id: world.account,
+                domain_id: world.domain,
+                zone_id: Some(world.zone),
+                format: "QCOW2".into(),
+                hypervisor: "Simulator".into(),
+                os_type_id: None,
+                size: 2 * GIB,
+                virtual_size: 2 * GIB,
+                is_public: true,
+                is_featured: false,
+                url: None,
+                source_volume_id: None,
+                source_snapshot_id: None,
+            },
+        }))
+    }
+
+    fn facts_for(
+        seen: &[(String, EventState, Vec<Fact>)],
+        name: &str,
+        state: EventState,
+    ) -> Vec<Vec<Fact>> {
+        seen.iter()
+            .filter(|(n, s, _)| n == name && *s == state)
+            .map(|(_, _, facts)| facts.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_vm_accrues_from_confirmed_start_to_confirmed_stop_and_until_destroyed() {
+        let world = World::new();
+        let (offering_id, template_id) = (Uuid::new_v4(), Uuid::new_v4());
+        world.fact(1, offering(offering_id)).await;
+        world.fact(2, template(&world, template_id)).await;
+        let vm = world.vm(offering_id, template_id);
+        let created = VmCreated {
+            vm: vm.clone(),
+            host_id: None,
+            disk_offering_id: None,
+            root_disk_size: None,
+            user_data: None,
+            ssh_keypairs: Vec::new(),
+            affinity_group_ids: Vec::new(),
+        };
+        world
+            .fact(10, EventBody::Vm(VmEvent::Create(created)))
+            .await;
+        let start = || {
+            EventBody::Vm(VmEvent::Start(VmStarted {
+                vm: vm.clone(),
+                host_id: Some(Uuid::new_v4()),
+            }))
+        };
+        let request = world.request(20, start()).await;
+        world.result(30, request, start()).await;
+        let stop = || {
+            EventBody::Vm(VmEvent::Stop(VmStopped {
+                vm: vm.clone(),
+                forced: false,
+            }))
+        };
+        let request = world.request(40, stop()).await;
+        world.result(50, request, stop()).await;
+        let destroy = || {
+            EventBody::Vm(VmEvent::Destroy(VmDestroyed {
+                vm: vm.clone(),
+                expunge: false,
+            }))
+        };
+        let request = world.request(60, destroy()).await;
+        world.result(70, request, destroy()).await;
+
+        let seen = world.seen().await;
+        let allocated = track(world.account, UsageType::AllocatedVm, vm.vm_id);
+        let running = track(world.account, UsageType::RunningVm, vm.vm_id);
+        let created = facts_for(&seen, "VM.CREATE", EventState::Completed);
+        let [opened] = created[0].as_slice() else {
+            panic!("VM.CREATE: {created:?}");
+        };
+        let Fact::Open {
+            track,
+            at: when,
+            facts,
+        } = opened
+        else {
+            panic!("{opened:?}");
+        };
+        assert_eq!((*track, *when), (allocated, at(10)));
+        assert_eq!(
+            facts.description,
+            format!(
+                "Allocated VM usage for web1 (i-2-5-VM) ({}) using service offering Small Instance ({offering_id}) and template CentOS ({template_id})",
+                vm.vm_id
+            )
+        );
+        assert_eq!(
+            facts.old_description,
+            format!(
+                "i-2-5-VM allocated (ServiceOffering: {offering_id}) (Template: {template_id})"
+            )
+        );
+        assert_eq!(facts.kind.as_deref(), Some("Simulator"));
+        assert_eq!(facts.vm_id, Some(vm.vm_id));
+        assert_eq!(facts.name.as_deref(), Some("web1"));
+        assert_eq!(
+            (facts.cpu_number, facts.cpu_speed, facts.memory),
+            (Some(1), Some(500), Some(512))
+        );
+
+        // Requests mean nothing; results open and close.
+        for name in ["VM.START", "VM.STOP", "VM.DESTROY"] {
+            assert_eq!(
+                facts_for(&seen, name, EventState::Started),
+                vec![Vec::<Fact>::new()]
+            );
+        }
+        let started = facts_for(&seen, "VM.START", EventState::Completed);
+        let [
+            Fact::Open {
+                track,
+                at: when,
+                facts,
+            },
+        ] = started[0].as_slice()
+        else {
+            panic!("VM.START: {started:?}");
+        };
+        assert_eq!((*track, *when), (running, at(30)));
+        assert!(
+            facts
+                .description
+                .starts_with("Running VM usage for web1 (i-2-5-VM)")
+        );
+        assert!(
+            facts
+                .old_description
+                .starts_with("i-2-5-VM running time (ServiceOffering: ")
+        );
+        assert_eq!(
+            facts_for(&seen, "VM.STOP", EventState::Completed),
+            vec![vec![Fact::Close {
+                track: running,
+                at: at(50)
+            }]]
+        );
+        assert_eq!(
+            facts_for(&seen, "VM.DESTROY", EventState::Completed),
+            vec![vec![
+                Fact::Close {
+                    track: running,
+                    at: at(70)
+                },
+                Fact::Close {
+                    track: allocated,
+                    at: at(70)
+                },
+            ]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_the_driver_refuses_accrues_nothing() {
+        let world = World::new();
+        let vm = world.vm(Uuid::new_v4(), Uuid::new_v4());
+        let start = EventBody::Vm(VmEvent::Start(VmStarted {
+            vm: vm.clone(),
+            host_id: Some(Uuid::new_v4()),
+        }));
+        let request = world.request(20, start).await;
+        let failed = DriverFailed {
+            command_id: request,
+            command: "StartCommand".into(),
+            resource_type: "VirtualMachine".into(),
+            resource_id: vm.vm_id,
+            account_id: world.account,
+            domain_id: world.domain,
+            error: "no capacity".into(),
+        };
+        world
+            .result(30, request, EventBody::Driver(DriverEvent::Failed(failed)))
+            .await;
+        let seen = world.seen().await;
+        assert_eq!(seen.len(), 2);
+        assert!(
+            seen.iter().all(|(_, _, facts)| facts.is_empty()),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_resize_reopens_the_volume_with_its_new_size() {
+        let world = World::new();
+        let template_id = Uuid::new_v4();
+        world.fact(1, template(&world, template_id)).await;
+        let volume = VolumeFacts {
+            volume_id: Uuid::new_v4(),
+            name: "ROOT-5".into(),
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            volume_type: VolumeType::Root,
+            size: 2 * GIB,
+            disk_offering_id: None,
+            template_id: Some(template_id),
+        };
+        world
+            .fact(
+                10,
+                EventBody::Volume(VolumeEvent::Create(VolumeCreated {
+                    volume: volume.clone(),
+                    vm_id: None,
+                    snapshot_id: None,
+                })),
+            )
+            .await;
+        let resize = || {
+            EventBody::Volume(VolumeEvent::Resize(VolumeResized {
+                volume: VolumeFacts {
+                    size: 5 * GIB,
+                    ..volume.clone()
+                },
+                previous_size: 2 * GIB,
+                previous_disk_offering_id: None,
+            }))
+        };
+        let request = world.request(20, resize()).await;
+        world.result(30, request, resize()).await;
+
+        let seen = world.seen().await;
+        let key = track(world.account, UsageType::Volume, volume.volume_id);
+        let created = facts_for(&seen, "VOLUME.CREATE", EventState::Completed);
+        let [
+            Fact::Close {
+                track: secondary, ..
+            },
+            Fact::Open {
+                track: opened,
+                facts,
+                ..
+            },
+        ] = created[0].as_slice()
+        else {
+            panic!("VOLUME.CREATE: {created:?}");
+        };
+        assert_eq!(secondary.usage_type, UsageType::VolumeSecondary);
+        assert_eq!(*opened, key);
+        assert_eq!(facts.size, Some(2 * GIB));
+        assert_eq!(
+            facts.description,
+            format!(
+                "Volume usage for ROOT-5 ({}) and template CentOS ({template_id}) and size (2.00 GB) 2147483648",
+                volume.volume_id
+            )
+        );
+        assert_eq!(
+            facts.old_description,
+            format!(
+                "Volume Id: {} usage time (Template: {template_id})",
+                volume.volume_id
+            )
+        );
+        assert_eq!(
+            facts_for(&seen, "VOLUME.RESIZE", EventState::Started),
+            vec![Vec::<Fact>::new()]
+        );
+        let resized = facts_for(&seen, "VOLUME.RESIZE", EventState::Completed);
+        let [
+            Fact::Open {
+                track,
+                at: when,
+                facts,
+            },
+        ] = resized[0].as_slice()
+        else {
+            panic!("VOLUME.RESIZE: {resized:?}");
+        };
+        assert_eq!((*track, *when), (key, at(30)));
+        assert_eq!(facts.size, Some(5 * GIB));
+        assert!(facts.description.ends_with("and size (5.00 GB) 5368709120"));
+    }
+
+    #[tokio::test]
+    async fn a_public_ip_accrues_from_assignment_to_release() {
+        let world = World::new();
+        let ip = IpAddressFacts {
+            ip_id: Uuid::new_v4(),
+            address: "172.16.0.11".parse().unwrap(),
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            vlan_range_id: None,
+            network_id: None,
+            vpc_id: None,
+            is_source_nat: true,
+            is_system: false,
+        };
+        world
+            .fact(10, EventBody::Net(NetEvent::IpAssign(ip.clone())))
+            .await;
+        world
+            .fact(20, EventBody::Net(NetEvent::IpRelease(ip.clone())))
+            .await;
+        let seen = world.seen().await;
+        let key = track(world.account, UsageType::IpAddress, ip.ip_id);
+        let expected = RecordFacts {
+            domain_id: world.domain,
+            zone_id: Some(world.zone),
+            description: "IPAddress: 172.16.0.11".into(),
+            old_description: "IPAddress: 172.16.0.11".into(),
+            kind: Some("SourceNat".into()),
+            is_source_nat: Some(true),
+            is_system: Some(false),
+            ..RecordFacts::default()
+        };
+        assert_eq!(
+            seen.iter().map(|(_, _, f)| f.clone()).collect::<Vec<_>>(),
+            vec![
+                vec![Fact::Open {
+                    track: key,
+                    at: at(10),
+                    facts: expected
+                }],
+                vec![Fact::Close {
+                    track: key,
+                    at: at(20)
+                }],
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_port_forwarding_rules_accrue() {
+        let world = World::new();
+        let rule = |purpose| engine::event::network::NetworkRule {
+            rule_id: Uuid::new_v4(),
+            purpose,
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            network_id: None,
+            ip_address_id: None,
+            protocol: "tcp".into(),
+            public_start_port: Some(22),
+            public_end_port: Some(22),
+            private_start_port: Some(22),
+            private_end_port: Some(22),
+            vm_id: None,
+            vm_guest_ip: None,
+            cidrs: Vec::new(),
+        };
+        let forwarding = rule(RulePurpose::PortForwarding);
+        world
+            .fact(10, EventBody::Net(NetEvent::RuleAdd(forwarding.clone())))
+            .await;
+        world
+            .fact(
+                10,
+                EventBody::Net(NetEvent::RuleAdd(rule(RulePurpose::StaticNat))),
+            )
+            .await;
+        let seen = world.seen().await;
+        let [(_, _, first), (_, _, second)] = seen.as_slice() else {
+            panic!("{seen:?}");
+        };
+        assert!(second.is_empty());
+        let [Fact::Open { track, facts, .. }] = first.as_slice() else {
+            panic!("{first:?}");
+        };
+        assert_eq!(track.usage_type, UsageType::PortForwardingRule);
+        assert_eq!(
+            facts.description,
+            format!("Port forwarding rule usage ({})", forwarding.rule_id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_router_reading_feeds_its_device_with_sent_and_received_counters() {
+        let world = World::new();
+        let network_id = Uuid::new_v4();
+        let router = RouterFacts {
+            router_id: Uuid::new_v4(),
+            name: "r-7-VM".into(),
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            network_id: Some(network_id),
+            vpc_id: None,
+            host_id: None,
+            service_offering_id: Uuid::new_v4(),
+            template_id: None,
+            public_ip: None,
+            guest_ip: None,
+        };
+        let network = NetworkFacts {
+            network_id,
+            name: "net1".into(),
+            display_text: "net1".into(),
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            network_offering_id: Uuid::new_v4(),
+            guest_type: "Isolated".into(),
+            vpc_id: None,
+            cidr: Some("10.1.1.0/24".into()),
+            gateway: None,
+            vlan: None,
+            network_domain: None,
+        };
+        world
+            .fact(
+                1,
+                EventBody::Network(NetworkEvent::Create(NetworkLifecycle { network })),
+            )
+            .await;
+        world
+            .fact(
+                2,
+                EventBody::Router(RouterEvent::Create(RouterLifecycle {
+                    router: router.clone(),
+                })),
+            )
+            .await;
+        let reading = NetworkCounterReading {
+            router_id: router.router_id,
+            network_id,
+            account_id: world.account,
+            domain_id: world.domain,
+            zone_id: world.zone,
+            bytes_sent: 2048,
+            bytes_received: 512,
+        };
+        world
+            .fact(300, EventBody::Router(RouterEvent::Stats(reading)))
+            .await;
+        let seen = world.seen().await;
+        let stats = facts_for(&seen, "ROUTER.STATS", EventState::Completed);
+        let [
+            Fact::Reading {
+                device,
+                at: when,
+                counters,
+                facts,
+            },
+        ] = stats[0].as_slice()
+        else {
+            panic!("ROUTER.STATS: {stats:?}");
+        };
+        assert_eq!(
+            *device,
+            DeviceKey {
+                account_id: world.account,
+                kind: DeviceKind::Router,
+                device_id: router.router_id,
+            }
+        );
+        assert_eq!((*when, *counters), (at(300), [2048, 512, 0, 0]));
+        assert_eq!(facts.kind.as_deref(), Some("DomainRouter"));
+        assert_eq!(facts.network_id, Some(network_id));
+        assert_eq!(facts.name.as_deref(), Some("net1"));
+        assert_eq!(
+            record_description(facts, UsageType::NetworkBytesSent, 2048, false),
+            format!(
+                "Bytes sent by network net1 ({network_id})  (2.00 KB) 2048 using router r-7-VM ({})",
+                router.router_id
+            )
+        );
+        assert_eq!(
+            record_description(facts, UsageType::NetworkBytesReceived, 512, true),
+            format!("network bytes received for Host: {}", router.router_id)
+        );
+        // The network's record: the NETWORK.CREATE that came first.
+        let created = facts_for(&seen, "NETWORK.CREATE", EventState::Completed);
+        let [Fact::Open { track, .. }] = created[0].as_slice() else {
+            panic!("{created:?}");
+        };
+        assert_eq!(track.usage_type, UsageType::Network);
+    }
+
+    #[test]
+    fn sizes_read_as_cloudstack_prints_them() {
+        assert_eq!(human_size(1023), "(1023 bytes) 1023");
+        assert_eq!(human_size(1536), "(1.50 KB) 1536");
+        assert_eq!(human_size(1024 * 1024 * 5 / 2), "(2.50 MB) 2621440");
+        // 1.005 KiB = 1029.12 bytes: 1029 is 1.00488..., rounded to 1.00.
+        assert_eq!(readable_size(1029), "1.00 KB");
+        assert_eq!(readable_size(1030), "1.01 KB");
+        assert_eq!(readable_size(3 << 40), "3.0000 TB");
+    }
+
+    #[test]
+    fn time_based_descriptions_are_shown_as_rendered() {
+        let facts = RecordFacts {
+            description: "VPC usage for VPC ID: x {size}".into(),
+            old_description: "old".into(),
+            ..RecordFacts::default()
+        };
+        assert_eq!(
+            record_description(&facts, UsageType::Vpc, 5, false),
+            "VPC usage for VPC ID: x {size}"
+        );
+        assert_eq!(record_description(&facts, UsageType::Vpc, 5, true), "old");
     }
 }
