@@ -292,6 +292,7 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         snapshots::COMMANDS,
         tags::COMMANDS,
         templates::COMMANDS,
+        usage::COMMANDS,
         users::COMMANDS,
         vms::COMMANDS,
         volumes::COMMANDS,

@@ -93,6 +93,12 @@ const NATURE: &[(&str, bool)] = &[
     ("stopRouter", true),
     ("rebootRouter", true),
     ("destroyRouter", true),
+    // Usage.
+    ("listUsageRecords", false),
+    ("listUsageTypes", false),
+    ("generateUsageRecords", false),
+    ("removeRawUsageRecords", false),
+    ("listUsageServerMetrics", false),
 ];
 
 /// `listApis&response=json`: the `api` array, after checking `count` against it.

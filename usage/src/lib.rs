@@ -14,3 +14,4 @@ pub mod model;
 pub mod period;
 pub mod scheduler;
 pub mod usage_type;
+pub mod view;

@@ -26,6 +26,7 @@ pub mod session;
 pub mod snapshots;
 pub mod tags;
 pub mod templates;
+pub mod usage;
 pub mod users;
 pub mod vms;
 pub mod volumes;
