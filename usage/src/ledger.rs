@@ -50,20 +50,16 @@ impl Track {
         }
     }
 
-    /// Inserts a transition in time order; returns its index, or `None` when it changes nothing
-    /// (opening with the facts in force, closing what is closed).
-    fn insert(&mut self, transition: Transition) -> Option<usize> {
+    /// Inserts a transition in time order and returns its index. A transition that changes
+    /// nothing where it lands (opening with the facts in force, closing what is closed) is kept
+    /// all the same: each transition states the whole state from its instant on, so a late
+    /// fact inserted before it later can only change the state up to it, never beyond.
+    fn insert(&mut self, transition: Transition) -> usize {
         let index = self
             .transitions
             .partition_point(|t| (t.at, t.seq) <= (transition.at, transition.seq));
-        let before = index
-            .checked_sub(1)
-            .and_then(|i| self.transitions[i].variant);
-        if before == transition.variant {
-            return None;
-        }
         self.transitions.insert(index, transition);
-        Some(index)
+        index
     }
 
     /// Whether the track is open after its last transition.
@@ -379,9 +375,9 @@ impl Ledger {
                 self.transition(track, row, at, Some(variant), applying);
             }
             Fact::Close { track, at } => {
-                if let Some(row) = self.tracks.get(&track).cloned() {
-                    self.transition(track, row, at, None, applying);
-                }
+                // Even for a track never opened: an earlier opening may still arrive late.
+                let row = self.tracks.get(&track).cloned().unwrap_or_default();
+                self.transition(track, row, at, None, applying);
             }
             Fact::Reading {
                 device,
@@ -415,15 +411,11 @@ impl Ledger {
         variant: Option<u16>,
         applying: Applying,
     ) {
-        let inserted = track.insert(Transition {
+        let index = track.insert(Transition {
             at: at.millis(),
             seq: applying.position,
             variant,
         });
-        let Some(index) = inserted else {
-            // The facts (and a new variant) may still have changed nothing: keep the row as is.
-            return;
-        };
         let next = track.transitions.get(index + 1).map(|t| t.at);
         let open = track.is_open();
         let last_at = track.transitions.last().map(|t| t.at).unwrap_or(at.millis());
