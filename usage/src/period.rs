@@ -57,7 +57,7 @@ const MAX_OFFSET_MS: i64 = 26 * HOUR_MS;
 /// How far around a window to look for local times when mapping local boundaries to instants:
 /// ordinary offset changes (DST, 30-minute shifts, zone corrections) are at most a few hours.
 /// Wider changes (date-line moves such as Pacific/Apia 2011) widen it, see
-/// [`AggregationRule::boundaries_between`].
+/// [`local_margin`].
 const LOCAL_MARGIN_MS: i64 = 3 * HOUR_MS;
 
 /// Why a period setting was refused.
@@ -195,16 +195,24 @@ impl AggregationRule {
         self.range_ms().saturating_mul(4).max(DAY_MS)
     }
 
-    /// Zone-aware: the first boundary after `at`, searching windows of growing size.
+    /// The sizes of the windows searched for a neighbouring boundary, smallest first. One range
+    /// holds the neighbour almost always (consecutive boundaries are a range apart except
+    /// around offset changes); a range plus a few hours covers any gap but a skipped date; the
+    /// larger ones cover those.
+    fn search_windows(&self) -> impl Iterator<Item = i64> {
+        let range = self.range_ms();
+        std::iter::once(range).chain(
+            std::iter::successors(Some(range + LOCAL_MARGIN_MS), |w| w.checked_mul(4)).take(3),
+        )
+    }
+
+    /// Zone-aware: the first boundary after `at`.
     fn zoned_next(&self, at: i64) -> Option<i64> {
         if at >= ZONED_MAX {
             return None;
         }
         let at = at.max(ZONED_MIN - 1);
-        // Consecutive boundaries are at most a range plus a gap apart (a day for a skipped
-        // date), so the first window almost always suffices.
-        let mut window = self.range_ms() + LOCAL_MARGIN_MS;
-        for _ in 0..4 {
+        for window in self.search_windows() {
             let hi = at.saturating_add(window).min(ZONED_MAX);
             if let Some(&first) = self.boundaries_between(at, hi).first() {
                 return Some(first);
@@ -212,19 +220,17 @@ impl AggregationRule {
             if hi == ZONED_MAX {
                 return None;
             }
-            window = window.saturating_mul(4);
         }
         None
     }
 
-    /// Zone-aware: the last boundary at or before `at`, searching windows of growing size.
+    /// Zone-aware: the last boundary at or before `at`.
     fn zoned_at_or_before(&self, at: i64) -> Option<i64> {
         if at < ZONED_MIN {
             return None;
         }
         let at = at.min(ZONED_MAX);
-        let mut window = self.range_ms() + LOCAL_MARGIN_MS;
-        for _ in 0..4 {
+        for window in self.search_windows() {
             let lo = at.saturating_sub(window).max(ZONED_MIN - 1);
             if let Some(&last) = self.boundaries_between(lo, at).last() {
                 return Some(last);
@@ -232,7 +238,6 @@ impl AggregationRule {
             if lo == ZONED_MIN - 1 {
                 return None;
             }
-            window = window.saturating_mul(4);
         }
         None
     }
