@@ -147,3 +147,31 @@ def test_usageid_without_type_is_refused(api, bad):
     with pytest.raises(cs.CloudStackApiException) as excinfo:
         api.listUsageRecords(startdate="2026-03-08", enddate="2026-03-08", **bad)
     assert excinfo.value.error["errorcode"] == 431, excinfo.value.error
+
+
+def test_deleting_an_account_closes_its_usage_at_the_deletion():
+    with manual_clock_server() as (srv, _):
+        admin = srv.client(fetch_result=True)
+        account, _, client = new_user(srv, admin)
+        user = srv.client(key=client.key, secret=client.secret, fetch_result=True)
+        zone, template, small = demo(user)
+        admin.advanceClock(to="2026-03-08T06:00:00Z")
+        vm = user.deployVirtualMachine(zoneid=zone["id"], templateid=template["id"],
+                                       serviceofferingid=small["id"])["virtualmachine"]
+        admin.advanceClock(to="2026-03-08T12:30:00Z")
+        admin.deleteAccount(id=account["id"])
+        admin.advanceClock(to="2026-03-11T01:00:00Z")
+
+        def listed():
+            return admin.listUsageRecords(startdate="2026-03-08", enddate="2026-03-10",
+                                          accountid=account["id"], fetch_list=True)
+
+        records = wait_for(listed, lambda rs: len(rs) > 0)
+        running = [r for r in records if r["usagetype"] == RUNNING_VM]
+        # 06:00Z to the deletion at 12:30Z (GMT days), and nothing on the days after.
+        assert [(r["startdate"][:10], Decimal(r["rawusage"])) for r in running] == [
+            ("2026-03-08", Decimal("6.5"))
+        ], running
+        assert all(r["startdate"].startswith("2026-03-08") for r in records), records
+        assert hours(records, ALLOCATED_VM, vm["id"], "2026-03-08") == Decimal("6.5")
+        assert stop_server(srv, signal.SIGTERM) == 0, srv.log_tail()
