@@ -21,3 +21,4 @@ pub mod registry;
 pub mod response;
 pub mod rule_conflicts;
 pub mod server;
+pub mod usage_download;

@@ -32,11 +32,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most distinct parameters in one call (431 beyond).
 pub const MAX_PARAMS: usize = 1024;
 
-/// The router serving `/client/api` (and `/client/api/`).
+/// The router serving `/client/api` (and `/client/api/`), and the usage export.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/client/api", any(handle))
         .route("/client/api/", any(handle))
+        .route(crate::usage_download::PATH, any(crate::usage_download::handle))
         .with_state(ctx)
 }
 
@@ -224,7 +225,7 @@ async fn dispatch(ctx: &Ctx, request: Request) -> Result<Answer, ApiError> {
 }
 
 /// Who is calling: by API key and signature, or by session.
-fn authenticate(ctx: &Ctx, request: &Request) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(ctx: &Ctx, request: &Request) -> Result<Caller, ApiError> {
     let params = &request.params;
     let user_id = if let Some(api_key) = params.get("apikey") {
         let provided = params.get("signature").ok_or_else(ApiError::unauthorized)?;
@@ -294,7 +295,7 @@ pub(crate) fn caller_for(ctx: &Ctx, user_id: Uuid) -> Result<Caller, ApiError> {
     })
 }
 
-fn throttle(ctx: &Ctx, caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn throttle(ctx: &Ctx, caller: &Caller) -> Result<(), ApiError> {
     if caller.is_root_admin() {
         return Ok(());
     }
@@ -322,7 +323,7 @@ fn throttle(ctx: &Ctx, caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Required parameters present, typed ones well-formed, none over its length.
-fn check_params(spec: &CommandSpec, params: &Params) -> Result<(), ApiError> {
+pub(crate) fn check_params(spec: &CommandSpec, params: &Params) -> Result<(), ApiError> {
     for p in spec.all_params() {
         let value = params.get(p.name);
         let Some(value) = value else {

@@ -4,8 +4,10 @@
 
 mod admin;
 mod bench;
+mod import;
 mod serve;
 mod state;
+mod usage_export;
 
 use std::path::PathBuf;
 
@@ -50,6 +52,14 @@ enum Command {
     Rebuild(state::StateArgs),
     /// Print a hash of the read models (equal for equal logs: compare two rebuilds or nodes).
     Digest(state::StateArgs),
+    /// Append historical events from a JSON Lines file to a stopped server's log (checked
+    /// whole first; events already in the log are skipped).
+    Import(import::ImportArgs),
+    /// Usage records of a stopped server.
+    Usage {
+        #[command(subcommand)]
+        which: usage_export::UsageCommand,
+    },
     /// Measure performance against baselines taken in the same run.
     Bench {
         #[command(subcommand)]
@@ -85,6 +95,8 @@ fn main() -> Result<()> {
             Command::Admin { which } => admin::run(which),
             Command::Rebuild(args) => state::rebuild(args).await,
             Command::Digest(args) => state::digest(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Usage { which } => usage_export::run(which).await,
             Command::Bench { which } => bench::run(which).await,
         }
     })
