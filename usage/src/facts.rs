@@ -15,9 +15,7 @@
 //! [`record_description`] completes.
 
 use engine::event::network::{IpAddressFacts, NetworkFacts, RulePurpose};
-use engine::event::storage::{
-    IsoFacts, SnapshotFacts, TemplateFacts, VmSnapshotFacts, VolumeCounterReading, VolumeFacts,
-};
+use engine::event::storage::{SnapshotFacts, VmSnapshotFacts, VolumeCounterReading, VolumeFacts};
 use engine::event::vm::{NetworkCounterReading, VmFacts};
 use engine::event::{
     AccountEvent, BackupEvent, EventBody, EventState, IsoEvent, LoadBalancerEvent, NetEvent,
@@ -566,96 +564,96 @@ fn on_primary_record(s: &VmSnapshotFacts, upstream: &State) -> RecordFacts {
 // Templates (7), ISOs (8): one track per zone copy
 
 fn template_event(event: &TemplateEvent, upstream: &State, out: &mut Out) {
-    match event {
-        TemplateEvent::Create(e) => open_template(&e.template, out),
-        TemplateEvent::Copy(e) => open_template(&e.template, out),
-        TemplateEvent::Delete(e) => {
-            let t = &e.template;
-            close_image(
-                t.account_id,
-                UsageType::Template,
-                t.template_id,
-                t.zone_id,
-                upstream,
-                out,
-            );
-        }
-        _ => {}
-    }
-}
-
-fn open_template(t: &TemplateFacts, out: &mut Out) {
-    let facts = RecordFacts {
+    let (t, opens) = match event {
+        TemplateEvent::Create(e) => (&e.template, true),
+        TemplateEvent::Copy(e) => (&e.template, true),
+        TemplateEvent::Delete(e) => (&e.template, false),
+        _ => return,
+    };
+    let image = Image {
+        usage_type: UsageType::Template,
+        label: "Template",
+        id: t.template_id,
+        name: &t.name,
+        account_id: t.account_id,
         domain_id: t.domain_id,
         zone_id: t.zone_id,
-        description: format!(
-            "Template usage for {} ({}) with size {} and virtual size {}",
-            t.name,
-            t.template_id,
-            human_size(t.size),
-            human_size(t.virtual_size)
-        ),
-        old_description: format!(
-            "Template Id:{} Size:{} VirtualSize: {}",
-            t.template_id,
-            human_size(t.size),
-            human_size(t.virtual_size)
-        ),
-        size: Some(t.size),
-        virtual_size: Some(t.virtual_size),
-        ..RecordFacts::default()
+        size: t.size,
+        virtual_size: t.virtual_size,
     };
-    out.open(
-        image_track(t.account_id, UsageType::Template, t.template_id, t.zone_id),
-        facts,
-    );
+    image.apply(opens, upstream, out);
 }
 
 fn iso_event(event: &IsoEvent, upstream: &State, out: &mut Out) {
-    match event {
-        IsoEvent::Create(e) => open_iso(&e.iso, out),
-        IsoEvent::Copy(e) => open_iso(&e.iso, out),
-        IsoEvent::Delete(e) => {
-            let i = &e.iso;
+    let (i, opens) = match event {
+        IsoEvent::Create(e) => (&e.iso, true),
+        IsoEvent::Copy(e) => (&e.iso, true),
+        IsoEvent::Delete(e) => (&e.iso, false),
+        _ => return,
+    };
+    let image = Image {
+        usage_type: UsageType::Iso,
+        label: "ISO",
+        id: i.iso_id,
+        name: &i.name,
+        account_id: i.account_id,
+        domain_id: i.domain_id,
+        zone_id: i.zone_id,
+        size: i.size,
+        // CloudStack shows an ISO's size as its virtual size too.
+        virtual_size: i.size,
+    };
+    image.apply(opens, upstream, out);
+}
+
+/// What a template's or an ISO's usage needs: the two are billed alike, per zone copy.
+struct Image<'a> {
+    usage_type: UsageType,
+    /// How both descriptions name it.
+    label: &'static str,
+    id: Uuid,
+    name: &'a str,
+    account_id: Uuid,
+    domain_id: Uuid,
+    zone_id: Option<Uuid>,
+    size: u64,
+    virtual_size: u64,
+}
+
+impl Image<'_> {
+    fn apply(&self, opens: bool, upstream: &State, out: &mut Out) {
+        if !opens {
             close_image(
-                i.account_id,
-                UsageType::Iso,
-                i.iso_id,
-                i.zone_id,
+                self.account_id,
+                self.usage_type,
+                self.id,
+                self.zone_id,
                 upstream,
                 out,
             );
+            return;
         }
-        _ => {}
+        let (size, virtual_size) = (human_size(self.size), human_size(self.virtual_size));
+        let facts = RecordFacts {
+            domain_id: self.domain_id,
+            zone_id: self.zone_id,
+            description: format!(
+                "{} usage for {} ({}) with size {size} and virtual size {virtual_size}",
+                self.label, self.name, self.id
+            ),
+            old_description: format!(
+                "{} Id:{} Size:{size} VirtualSize: {virtual_size}",
+                self.label, self.id
+            ),
+            size: Some(self.size),
+            virtual_size: Some(self.virtual_size),
+            ..RecordFacts::default()
+        };
+        out.open(
+            image_track(self.account_id, self.usage_type, self.id, self.zone_id),
+            facts,
+        );
     }
-}
-
-fn open_iso(i: &IsoFacts, out: &mut Out) {
-    // CloudStack shows an ISO's size as its virtual size too.
-    let facts = RecordFacts {
-        domain_id: i.domain_id,
-        zone_id: i.zone_id,
-        description: format!(
-            "ISO usage for {} ({}) with size {} and virtual size {}",
-            i.name,
-            i.iso_id,
-            human_size(i.size),
-            human_size(i.size)
-        ),
-        old_description: format!(
-            "ISO Id:{} Size:{} VirtualSize: {}",
-            i.iso_id,
-            human_size(i.size),
-            human_size(i.size)
-        ),
-        size: Some(i.size),
-        virtual_size: Some(i.size),
-        ..RecordFacts::default()
-    };
-    out.open(
-        image_track(i.account_id, UsageType::Iso, i.iso_id, i.zone_id),
-        facts,
-    );
 }
 
 /// A template's or ISO's track in one zone (nil: a cross-zone image).
@@ -992,7 +990,9 @@ mod tests {
     use engine::event::infrastructure::{ServiceOfferingFacts, ServiceOfferingLifecycle};
     use engine::event::network::{NetworkLifecycle, RulePurpose};
     use engine::event::operations::DriverFailed;
-    use engine::event::storage::{TemplateLifecycle, VolumeCreated, VolumeResized, VolumeType};
+    use engine::event::storage::{
+        TemplateFacts, TemplateLifecycle, VolumeCreated, VolumeResized, VolumeType,
+    };
     use engine::event::vm::{
         RouterFacts, RouterLifecycle, VmCreated, VmDestroyed, VmStarted, VmStopped,
     };
