@@ -7,22 +7,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
-use api::app::ClockChoice;
-use api::bootstrap::demo_id;
-use api::protocol::params::Params;
-use api::protocol::signature;
 use serde_json::Value;
+use support::usage_scene::{Keys, PASSWORD, Scene, ok, scene, signed_query};
 use support::{Server, encode};
 use usage::export::COLUMNS;
-
-/// Someone calling the API: API key and secret.
-#[derive(Clone)]
-struct Keys {
-    api_key: String,
-    secret: String,
-}
 
 /// An HTTP answer: status, headers (names lowercase) and body.
 struct Answer {
@@ -74,22 +63,6 @@ async fn send(server: &Server, request: String) -> Answer {
     }
 }
 
-/// The query string of `pairs` signed with `keys`.
-fn signed_query(keys: &Keys, pairs: &[(&str, &str)]) -> String {
-    let mut params = Params::default();
-    params.insert("apiKey", &keys.api_key);
-    for (name, value) in pairs {
-        params.insert(name, value);
-    }
-    let signature = signature::sign(&params, &keys.secret);
-    let mut query = format!("apiKey={}", encode(&keys.api_key));
-    for (name, value) in pairs {
-        query.push_str(&format!("&{name}={}", encode(value)));
-    }
-    query.push_str(&format!("&signature={}", encode(&signature)));
-    query
-}
-
 async fn get(server: &Server, path: &str, query: &str, extra_headers: &str) -> Answer {
     let addr = server.addr;
     send(
@@ -110,77 +83,6 @@ async fn export(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> Answer 
     .await
 }
 
-/// A signed JSON API call: the object under `<command>response`.
-async fn ok(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> Value {
-    let mut all = pairs.to_vec();
-    all.push(("response", "json"));
-    let answer = get(server, "/client/api", &signed_query(keys, &all), "").await;
-    assert_eq!(answer.status, 200, "{pairs:?}: {}", answer.body);
-    let json: Value = serde_json::from_str(&answer.body).unwrap();
-    json.as_object()
-        .and_then(|o| o.values().next())
-        .cloned()
-        .unwrap()
-}
-
-/// Runs an async command to its successful end.
-async fn job(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> Value {
-    let submitted = ok(server, keys, pairs).await;
-    let job = submitted["jobid"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = ok(
-            server,
-            keys,
-            &[("command", "queryAsyncJobResult"), ("jobid", &job)],
-        )
-        .await;
-        match status["jobstatus"].as_u64() {
-            Some(1) => return status["jobresult"].clone(),
-            Some(2) => panic!("{pairs:?} failed: {status}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-const PASSWORD: &str = "s3cret-Passw0rd";
-
-/// An account in `domain` whose user has a password and API keys.
-async fn account(server: &Server, admin: &Keys, domain: &str, name: &str, kind: &str) -> Keys {
-    let created = ok(
-        server,
-        admin,
-        &[
-            ("command", "createAccount"),
-            ("accounttype", kind),
-            ("username", name),
-            ("account", name),
-            ("domainid", domain),
-            ("password", PASSWORD),
-            ("email", "someone@example.com"),
-            ("firstname", "Some"),
-            ("lastname", "One"),
-        ],
-    )
-    .await;
-    let user_id = created["account"]["user"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let keys = ok(
-        server,
-        admin,
-        &[("command", "registerUserKeys"), ("id", &user_id)],
-    )
-    .await;
-    Keys {
-        api_key: keys["userkeys"]["apikey"].as_str().unwrap().to_owned(),
-        secret: keys["userkeys"]["secretkey"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// The `usagerecord` items `listUsageRecords` answers for `pairs`.
 async fn listed(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> Vec<Value> {
     let mut all = vec![("command", "listUsageRecords")];
@@ -191,50 +93,13 @@ async fn listed(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> Vec<Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_holds_what_list_usage_records_lists_for_whoever_may_list_it() {
-    let start = "2026-03-01T00:00:00Z".parse().unwrap();
-    let server = Server::start_with(ClockChoice::Manual { start: Some(start) }, true).await;
-    let admin = Keys {
-        api_key: server.api_key.clone(),
-        secret: server.secret_key.clone(),
-    };
-    let domain = ok(
-        &server,
-        &admin,
-        &[("command", "createDomain"), ("name", "customers")],
-    )
-    .await["domain"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let user = account(&server, &admin, &domain, "acme", "0").await;
-    account(&server, &admin, &domain, "dadmin", "2").await;
-    let template = ok(
-        &server,
-        &admin,
-        &[("command", "listTemplates"), ("templatefilter", "featured")],
-    )
-    .await["template"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (zone, small) = (demo_id("zone").to_string(), demo_id("small").to_string());
-    let deploy = [
-        ("command", "deployVirtualMachine"),
-        ("zoneid", zone.as_str()),
-        ("templateid", template.as_str()),
-        ("serviceofferingid", small.as_str()),
-    ];
-    job(&server, &admin, &deploy).await;
-    let mut for_acme = deploy.to_vec();
-    for_acme.extend([("account", "acme"), ("domainid", domain.as_str())]);
-    job(&server, &admin, &for_acme).await;
-    ok(
-        &server,
-        &admin,
-        &[("command", "advanceClock"), ("days", "2")],
-    )
-    .await;
-    ok(&server, &admin, &[("command", "generateUsageRecords")]).await;
+    let Scene {
+        server,
+        admin,
+        domain,
+        user,
+        ..
+    } = scene().await;
 
     let range = [("startdate", "2026-03-01"), ("enddate", "2026-03-02")];
     let all = listed(&server, &admin, &[range[0], range[1], ("pagesize", "-1")]).await;

@@ -10,6 +10,10 @@ use api::protocol::signature;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+// Each test binary uses its own part of this harness.
+#[allow(dead_code)]
+pub mod usage_scene;
+
 /// A server answering on a temporary data directory until dropped.
 // Each test binary uses its own part of this harness.
 #[allow(dead_code)]
