@@ -550,40 +550,15 @@ pub fn record_json(state: &State, view: &RecordView, include_tags: bool) -> Valu
     } else {
         Value::Array(Vec::new())
     };
-    json!({
-        "account": view.account,
-        "accountid": view.account_id,
-        "domainid": view.domain_id,
-        "domain": view.domain,
-        "domainpath": view.domain_path,
-        "zoneid": view.zone_id,
-        "description": view.description,
-        "usage": view.usage,
-        "usagetype": view.usage_type.id(),
-        "rawusage": view.raw_usage,
-        "virtualmachineid": view.vm_id,
-        "name": view.name,
-        "offeringid": view.offering_id,
-        "templateid": view.template_id,
-        "usageid": view.usage_id,
-        "type": view.kind,
-        "size": view.size,
-        "virtualsize": view.virtual_size,
-        "cpunumber": view.cpu_number,
-        "cpuspeed": view.cpu_speed,
-        "memory": view.memory,
-        "startdate": view.start_date,
-        "enddate": view.end_date,
-        "issourcenat": view.is_source_nat,
-        "issystem": view.is_system,
-        "networkid": view.network_id,
-        "isdefault": view.is_default,
-        "vpcid": view.vpc_id,
-        "tags": tags,
-        "revision": view.revision,
-        "publishedat": date(view.published_at),
-        "superseded": view.superseded.then_some(true),
-    })
+    // The exports' object (one list of fields for both), with `tags` where CloudStack has it.
+    let mut object = serde_json::Map::new();
+    for (name, value) in usage::export::record_object(view) {
+        if name == "revision" {
+            object.insert("tags".to_owned(), tags.clone());
+        }
+        object.insert(name, value);
+    }
+    Value::Object(object)
 }
 
 async fn list_usage_types(_ctx: &Ctx, _call: &Call) -> Result<Reply, ApiError> {
