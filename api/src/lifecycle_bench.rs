@@ -344,12 +344,22 @@ pub async fn run_lifecycle_bench(
             .await?,
         );
     }
-    let first = runner::rebuild(log.clone(), &dir.0.join("rebuild-1"), usage::model::read_models, |_, _| {})
-        .await
-        .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
-    let second = runner::rebuild(log.clone(), &dir.0.join("rebuild-2"), usage::model::read_models, |_, _| {})
-        .await
-        .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
+    let first = runner::rebuild(
+        log.clone(),
+        &dir.0.join("rebuild-1"),
+        usage::model::read_models,
+        |_, _| {},
+    )
+    .await
+    .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
+    let second = runner::rebuild(
+        log.clone(),
+        &dir.0.join("rebuild-2"),
+        usage::model::read_models,
+        |_, _| {},
+    )
+    .await
+    .map_err(|e| ApiBenchError::Setup(e.to_string()))?;
     store.close();
     progress.finish();
     Ok(LifecycleBenchReport {

@@ -37,7 +37,10 @@ pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/client/api", any(handle))
         .route("/client/api/", any(handle))
-        .route(crate::usage_download::PATH, any(crate::usage_download::handle))
+        .route(
+            crate::usage_download::PATH,
+            any(crate::usage_download::handle),
+        )
         .with_state(ctx)
 }
 

@@ -306,7 +306,9 @@ async fn routers_are_programmed_as_the_log_says_before_and_after_a_rebuild() {
     let dir = server.stop().await;
     let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
     let log: Arc<dyn EventStore> = Arc::new(store.clone());
-    let replayed = projections::runner::replay_in_memory(log, usage::model::read_models).await.unwrap();
+    let replayed = projections::runner::replay_in_memory(log, usage::model::read_models)
+        .await
+        .unwrap();
     let replayed_configs: BTreeMap<Uuid, RouterConfig> = replayed
         .network
         .routers

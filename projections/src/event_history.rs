@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 use engine::event::{
-    AsyncJobEvent, DriverEvent, UsageEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
+    AsyncJobEvent, DriverEvent, EventBody, EventHistoryEvent, EventState, Level, RecordedEvent,
+    UsageEvent,
 };
 use engine::time::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -94,9 +94,12 @@ impl World {
     }
 
     async fn state(&self) -> projections::State {
-        replay_in_memory(Arc::new(self.store.clone()), projections::runner::no_downstream)
-            .await
-            .unwrap()
+        replay_in_memory(
+            Arc::new(self.store.clone()),
+            projections::runner::no_downstream,
+        )
+        .await
+        .unwrap()
     }
 
     /// The network, its running router, and one VM NIC on it.

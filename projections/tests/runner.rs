@@ -54,9 +54,14 @@ async fn read_models_catch_up_follow_resume_and_rebuild() {
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
 
     // Catch-up: everything in the log at start is applied before `start` returns.
-    let (models, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume, runner::no_downstream)
-        .await
-        .unwrap();
+    let (models, handle) = runner::start(
+        shared.clone(),
+        dir.path(),
+        StartMode::Resume,
+        runner::no_downstream,
+    )
+    .await
+    .unwrap();
     assert_eq!(names(&models), ["a", "b"]);
 
     // Live tail: a later append is visible once `wait_for` its position resolves.
@@ -67,17 +72,27 @@ async fn read_models_catch_up_follow_resume_and_rebuild() {
 
     // Resume: rows and checkpoint were persisted together; the new event is applied on top.
     append(&store, &["d"]).await;
-    let (resumed, handle) = runner::start(shared.clone(), dir.path(), StartMode::Resume, runner::no_downstream)
-        .await
-        .unwrap();
+    let (resumed, handle) = runner::start(
+        shared.clone(),
+        dir.path(),
+        StartMode::Resume,
+        runner::no_downstream,
+    )
+    .await
+    .unwrap();
     assert_eq!(names(&resumed), ["a", "b", "c", "d"]);
     assert_eq!(resumed.applied(), store.head().await.unwrap());
     handle.stop().await;
 
     // Rebuild: dropping the store and replaying the log gives the same read models.
-    let (rebuilt, handle) = runner::start(shared, dir.path(), StartMode::Rebuild, runner::no_downstream)
-        .await
-        .unwrap();
+    let (rebuilt, handle) = runner::start(
+        shared,
+        dir.path(),
+        StartMode::Rebuild,
+        runner::no_downstream,
+    )
+    .await
+    .unwrap();
     assert_eq!(names(&rebuilt), ["a", "b", "c", "d"]);
     handle.stop().await;
 }
@@ -87,17 +102,27 @@ async fn a_store_ahead_of_the_log_is_rebuilt_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let long_log = MemoryStore::new(ManualClock::new(Timestamp::from_millis(0)));
     append(&long_log, &["a", "b", "c"]).await;
-    let (_, handle) = runner::start(Arc::new(long_log), dir.path(), StartMode::Resume, runner::no_downstream)
-        .await
-        .unwrap();
+    let (_, handle) = runner::start(
+        Arc::new(long_log),
+        dir.path(),
+        StartMode::Resume,
+        runner::no_downstream,
+    )
+    .await
+    .unwrap();
     handle.stop().await;
 
     // The log was replaced by a shorter one: the checkpoint is beyond its head.
     let short_log = MemoryStore::new(ManualClock::new(Timestamp::from_millis(0)));
     append(&short_log, &["x"]).await;
-    let (models, handle) = runner::start(Arc::new(short_log), dir.path(), StartMode::Resume, runner::no_downstream)
-        .await
-        .unwrap();
+    let (models, handle) = runner::start(
+        Arc::new(short_log),
+        dir.path(),
+        StartMode::Resume,
+        runner::no_downstream,
+    )
+    .await
+    .unwrap();
     assert_eq!(names(&models), ["x"]);
     handle.stop().await;
 }

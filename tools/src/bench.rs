@@ -23,6 +23,39 @@ pub(crate) enum BenchCommand {
     /// deploy → Running → destroy cycles per second through the HTTP API (simulator at zero
     /// latency), and the state projection's rebuild rate against raw replay of the same log.
     Lifecycle(LifecycleArgs),
+    /// A synthetic year of VM churn folded into usage records (against raw replay of the same
+    /// log), one more daily close against the whole year, persisting the records, and DuckDB
+    /// computing the same records from the same events (which must be equal).
+    Usage(UsageArgs),
+}
+
+/// Arguments of `ledgerstack bench usage`.
+#[derive(clap::Args)]
+pub(crate) struct UsageArgs {
+    /// Divide the full size (20,000 VMs, 365 days) by this: `--scale 100` is a quick check.
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// VMs live at any time (overrides --scale).
+    #[arg(long)]
+    resources: Option<u32>,
+    /// Days of churn, one USAGE.CLOSE after each (overrides --scale).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Aggregation time zone (IANA name).
+    #[arg(long, default_value = "America/New_York")]
+    zone: String,
+    /// Scratch directory, emptied first and removed afterwards [default: a temporary one].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Python with duckdb installed [default: $LEDGERSTACK_PYTHON, else .venv/bin/python].
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The DuckDB side.
+    #[arg(long, default_value = "scripts/usage_duckdb.py")]
+    script: PathBuf,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `ledgerstack bench lifecycle`.
@@ -90,6 +123,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Append(args) => append(args).await,
         BenchCommand::Api(args) => api_bench(args).await,
         BenchCommand::Lifecycle(args) => lifecycle_bench(args).await,
+        BenchCommand::Usage(args) => usage_bench(args).await,
     }
 }
 
@@ -496,4 +530,167 @@ fn print_api_table(r: &ApiBenchReport) {
         "target: signed >= {TARGET_RATIO} x baseline (median of rounds) ... {median:.2} x  {}",
         verdict(r.target_met())
     );
+}
+
+async fn usage_bench(args: UsageArgs) -> Result<()> {
+    use usage::bench::{FULL_DAYS, FULL_RESOURCES, INCREMENTAL_TARGET, UsageBenchConfig};
+    anyhow::ensure!(args.scale > 0, "--scale must be positive");
+    let zone = usage::period::parse_zone(&args.zone)?;
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ledgerstack-bench-usage-{}", std::process::id()))
+    });
+    let config = UsageBenchConfig {
+        dir: dir.clone(),
+        resources: args.resources.unwrap_or(FULL_RESOURCES / args.scale).max(1),
+        days: args.days.unwrap_or(FULL_DAYS.div_ceil(args.scale)).max(2),
+        zone,
+        python: args.python.clone().unwrap_or_else(|| {
+            std::env::var_os("LEDGERSTACK_PYTHON")
+                .map_or_else(|| PathBuf::from(".venv/bin/python"), PathBuf::from)
+        }),
+        script: args.script.clone(),
+    };
+    let bars = Bars {
+        current: Mutex::new(None),
+    };
+    let result = usage::bench::run_usage_bench(&config, &bars).await;
+    bars.finish();
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = result.context("bench usage")?;
+    let s = |d: Duration| d.as_secs_f64();
+    let fold_rate = r.events as f64 / s(r.fold).max(1e-9);
+    let replay_rate = r.events as f64 / s(r.replay).max(1e-9);
+    let incremental = s(r.fold) / s(r.last_close()).max(1e-9);
+    let duckdb_wall = s(r.duckdb.wall) / s(r.fold).max(1e-9);
+    let duckdb_internal = s(r.duckdb.best_internal()) / s(r.fold).max(1e-9);
+    if args.json {
+        let report = serde_json::json!({
+            "resources": r.resources,
+            "accounts": r.accounts,
+            "days": r.days,
+            "zone": r.zone.name(),
+            "first_day": r.first_day.to_string(),
+            "dst_days": r.dst_days.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "events": r.events,
+            "log_bytes": r.log_bytes,
+            "index_bytes": r.index_bytes,
+            "append_seconds": s(r.append),
+            "replay_seconds": s(r.replay),
+            "replay_events_per_second": replay_rate,
+            "fold_seconds": s(r.fold),
+            "fold_events_per_second": fold_rate,
+            "fold_vs_replay": fold_rate / replay_rate.max(1e-9),
+            "records": r.records,
+            "close_last_seconds": s(r.last_close()),
+            "close_median_seconds": s(r.median_close()),
+            "close_max_seconds": s(r.max_close()),
+            "incremental_ratio": incremental,
+            "incremental_target": INCREMENTAL_TARGET,
+            "incremental_met": r.incremental_met(),
+            "persist_seconds": s(r.persist),
+            "persisted_rows": r.persisted_rows,
+            "persisted_bytes": r.persisted_bytes,
+            "export_seconds": s(r.export),
+            "export_bytes": r.export_bytes,
+            "duckdb": {
+                "version": r.duckdb.version,
+                "threads": r.duckdb.threads,
+                "wall_seconds": s(r.duckdb.wall),
+                "csv_load_seconds": s(r.duckdb.csv_load),
+                "csv_compute_seconds": s(r.duckdb.csv_compute),
+                "parquet_load_seconds": r.duckdb.parquet_load.map(s),
+                "parquet_compute_seconds": r.duckdb.parquet_compute.map(s),
+                "parquet_bytes": r.duckdb.parquet_bytes,
+                "records": r.duckdb.records,
+            },
+            "duckdb_wall_vs_fold": duckdb_wall,
+            "duckdb_best_internal_vs_fold": duckdb_internal,
+            "records_compared_equal": r.compared,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let dst: Vec<String> = r.dst_days.iter().map(ToString::to_string).collect();
+        println!(
+            "usage: {} VMs of {} accounts, {} days from {} in {} (DST days: {}), {} events \
+             ({:.0} MB of log, {:.0} MB of index)",
+            r.resources,
+            r.accounts,
+            r.days,
+            r.first_day,
+            r.zone.name(),
+            if dst.is_empty() {
+                "none".into()
+            } else {
+                dst.join(", ")
+            },
+            r.events,
+            r.log_bytes as f64 / 1e6,
+            r.index_bytes as f64 / 1e6
+        );
+        println!(
+            "  log generated and appended      {:>9.2} s  (untimed preparation)",
+            s(r.append)
+        );
+        println!(
+            "  raw replay (baseline)           {:>9.2} s {:>12.0} events/s",
+            s(r.replay),
+            replay_rate
+        );
+        println!(
+            "  (1) full: read + fold           {:>9.2} s {:>12.0} events/s  {:.2} x replay  {} records",
+            s(r.fold),
+            fold_rate,
+            fold_rate / replay_rate.max(1e-9),
+            r.records
+        );
+        println!(
+            "  (2) one more daily close        {:>9.2} ms (median {:.2} ms, max {:.2} ms): \
+             full / close = {incremental:.0} x (target >= {INCREMENTAL_TARGET}: {})",
+            s(r.last_close()) * 1e3,
+            s(r.median_close()) * 1e3,
+            s(r.max_close()) * 1e3,
+            verdict(r.incremental_met())
+        );
+        println!(
+            "  (3) persisting the records      {:>9.2} s  {} rows, {:.0} MB in sled  ({:.2} x the fold)",
+            s(r.persist),
+            r.persisted_rows,
+            r.persisted_bytes as f64 / 1e6,
+            s(r.persist) / s(r.fold).max(1e-9)
+        );
+        println!(
+            "  events exported to CSV          {:>9.2} s  {:.0} MB (untimed preparation)",
+            s(r.export),
+            r.export_bytes as f64 / 1e6
+        );
+        println!(
+            "  (4) DuckDB {} ({} threads), start to records in memory {:.2} s: {duckdb_wall:.2} x the fold",
+            r.duckdb.version,
+            r.duckdb.threads,
+            s(r.duckdb.wall)
+        );
+        println!(
+            "      inside DuckDB: CSV load {:.2} s + compute {:.2} s",
+            s(r.duckdb.csv_load),
+            s(r.duckdb.csv_compute)
+        );
+        if let (Some(load), Some(compute)) = (r.duckdb.parquet_load, r.duckdb.parquet_compute) {
+            println!(
+                "      inside DuckDB: Parquet load {:.2} s + compute {:.2} s",
+                s(load),
+                s(compute)
+            );
+        }
+        println!(
+            "      fastest inside DuckDB {:.2} s: {duckdb_internal:.2} x the fold (above 1: Ledgerstack faster)",
+            s(r.duckdb.best_internal())
+        );
+        println!(
+            "  every record equal in both ({} records, milliseconds compared)",
+            r.compared
+        );
+    }
+    Ok(())
 }

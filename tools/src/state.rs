@@ -42,9 +42,8 @@ pub(crate) async fn rebuild(args: StateArgs) -> Result<()> {
         log,
         &args.data_dir.join("read-models"),
         usage::model::read_models,
-        |done, _| {
-        bar.set_position(done.0)
-    })
+        |done, _| bar.set_position(done.0),
+    )
     .await
     .context("rebuilding the read models")?;
     bar.finish_and_clear();
@@ -69,8 +68,8 @@ pub(crate) async fn digest(args: StateArgs) -> Result<()> {
         &args.data_dir.join("read-models"),
         usage::model::read_models,
     )
-        .await
-        .context("loading the read models")?;
+    .await
+    .context("loading the read models")?;
     store.close();
     println!(
         "{} (read models at position {})",

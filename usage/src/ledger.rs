@@ -418,7 +418,11 @@ impl Ledger {
         });
         let next = track.transitions.get(index + 1).map(|t| t.at);
         let open = track.is_open();
-        let last_at = track.transitions.last().map(|t| t.at).unwrap_or(at.millis());
+        let last_at = track
+            .transitions
+            .last()
+            .map(|t| t.at)
+            .unwrap_or(at.millis());
         self.tracks.insert(key, track);
         let closed = self.touch_account(key.account_id, at, |account| {
             if open || account.closed_until.is_none_or(|c| last_at >= c.millis()) {
@@ -576,7 +580,10 @@ impl Ledger {
             .iter()
             .filter(|key| {
                 self.tracks.get(key).is_some_and(|t| {
-                    t.is_open() || t.transitions.last().is_some_and(|l| l.at >= closed.millis())
+                    t.is_open()
+                        || t.transitions
+                            .last()
+                            .is_some_and(|l| l.at >= closed.millis())
                 })
             })
             .copied()
@@ -585,9 +592,9 @@ impl Ledger {
             .live_devices
             .iter()
             .filter(|key| {
-                self.devices.get(key).is_some_and(|d| {
-                    d.readings.last().is_some_and(|r| r.at >= closed.millis())
-                })
+                self.devices
+                    .get(key)
+                    .is_some_and(|d| d.readings.last().is_some_and(|r| r.at >= closed.millis()))
             })
             .copied()
             .collect();

@@ -7,6 +7,7 @@
 //! Architecture Invariant: durations are integer milliseconds and quantities `rust_decimal`;
 //! there is no float anywhere in the pipeline.
 
+pub mod bench;
 pub mod export;
 pub mod fact;
 pub mod facts;

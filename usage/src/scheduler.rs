@@ -77,7 +77,9 @@ impl RunTimes {
                 .zone
                 .from_local_datetime(&(local + chrono::Duration::hours(1)))
                 .earliest()
-                .map_or(Timestamp::EPOCH, |at| Timestamp::from(at.with_timezone(&chrono::Utc))),
+                .map_or(Timestamp::EPOCH, |at| {
+                    Timestamp::from(at.with_timezone(&chrono::Utc))
+                }),
         }
     }
 }
@@ -131,8 +133,8 @@ pub fn start(
                 let state = models.read();
                 let times = run_times(&state);
                 let latest = times.latest_run(clock.now());
-                let closed = crate::model::of(&state)
-                    .and_then(|usage| usage.ledger.status().closed_until);
+                let closed =
+                    crate::model::of(&state).and_then(|usage| usage.ledger.status().closed_until);
                 let done = closed.max(last_appended);
                 (done.is_none_or(|d| latest > d)).then_some(latest)
             };
