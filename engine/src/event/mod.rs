@@ -6,6 +6,7 @@
 //! Each family carries a schema version recorded with every event; see `docs/events.md` for the
 //! rules on evolving them.
 
+pub mod billing;
 mod catalogue;
 pub mod chain;
 pub(crate) mod codec;
@@ -33,6 +34,7 @@ pub use envelope::{
     StreamIdError,
 };
 
+use billing::*;
 use catalogue::event_catalogue;
 use identity::*;
 use infrastructure::*;
@@ -545,6 +547,42 @@ event_catalogue! {
         Close = 1, "USAGE.CLOSE" => UsagePeriodsClosed;
         /// Published usage records older than an instant were pruned.
         Prune = 2, "USAGE.PRUNE" => UsageRecordsPruned;
+    }
+
+    /// Quota tariffs and credits (CloudStack's quota plugin keeps them in tables).
+    family Quota(QuotaEvent) = 41, schema 1 {
+        /// A tariff was created.
+        TariffCreate = 1, "QUOTA.TARIFF.CREATE" => QuotaTariffDefined;
+        /// A tariff was changed.
+        TariffUpdate = 2, "QUOTA.TARIFF.UPDATE" => QuotaTariffDefined;
+        /// A tariff was removed.
+        TariffDelete = 3, "QUOTA.TARIFF.DELETE" => QuotaTariffRemoved;
+        /// Credits were added to an account.
+        Credits = 4, "QUOTA.CREDITS" => QuotaCreditsAdded;
+    }
+
+    /// Alert sinks and the delivery outbox (Ledgerstack).
+    family AlertDelivery(AlertDeliveryEvent) = 42, schema 1 {
+        /// A sink was configured.
+        SinkCreate = 1, "ALERT.SINK.CREATE" => AlertSinkDefined;
+        /// A sink was changed.
+        SinkUpdate = 2, "ALERT.SINK.UPDATE" => AlertSinkDefined;
+        /// A sink was removed.
+        SinkDelete = 3, "ALERT.SINK.DELETE" => AlertSinkRemoved;
+        /// A notification reached a sink.
+        Done = 4, "ALERT.DELIVERY.DONE" => AlertDelivered;
+        /// A delivery attempt failed.
+        Failed = 5, "ALERT.DELIVERY.FAILED" => AlertDeliveryFailed;
+    }
+
+    /// Per-account usage thresholds (Ledgerstack).
+    family UsageThreshold(UsageThresholdEvent) = 43, schema 1 {
+        /// A threshold was created.
+        Create = 1, "USAGE.THRESHOLD.CREATE" => UsageThresholdDefined;
+        /// A threshold was changed.
+        Update = 2, "USAGE.THRESHOLD.UPDATE" => UsageThresholdDefined;
+        /// A threshold was removed.
+        Delete = 3, "USAGE.THRESHOLD.DELETE" => UsageThresholdRemoved;
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use uuid::Uuid;
 
+use super::billing::*;
 use super::common::{HexBytes, JsonDocument, KeyValue, SealedSecret};
 use super::identity::*;
 use super::infrastructure::*;
@@ -1087,6 +1088,100 @@ pub(crate) fn body(t: EventType) -> EventBody {
             owner_id: id(ACCOUNT),
             max: Some(20),
         })),
+        name @ ("QUOTA.TARIFF.CREATE" | "QUOTA.TARIFF.UPDATE") => {
+            let tariff = QuotaTariffDefined {
+                tariff_id: id(0x7a),
+                name: "compute-hourly".into(),
+                description: Some("Running VMs, per compute-month".into()),
+                usage_type: 1,
+                value: "720.00".parse().expect("decimal"),
+                effective_on: Timestamp::from_millis(1_714_521_600_000),
+                end_date: (name == "QUOTA.TARIFF.UPDATE")
+                    .then(|| Timestamp::from_millis(1_717_200_000_000)),
+                position: Some(1),
+            };
+            if name == "QUOTA.TARIFF.CREATE" {
+                B::Quota(QuotaEvent::TariffCreate(tariff))
+            } else {
+                B::Quota(QuotaEvent::TariffUpdate(tariff))
+            }
+        }
+        "QUOTA.TARIFF.DELETE" => B::Quota(QuotaEvent::TariffDelete(QuotaTariffRemoved {
+            tariff_id: id(0x7a),
+            name: "compute-hourly".into(),
+        })),
+        "QUOTA.CREDITS" => B::Quota(QuotaEvent::Credits(QuotaCreditsAdded {
+            credit_id: id(0x7c),
+            account_id: id(ACCOUNT),
+            domain_id: id(DOMAIN),
+            amount: "250.50".parse().expect("decimal"),
+            min_balance: Some("25".parse().expect("decimal")),
+            enforce: Some(true),
+        })),
+        name @ ("ALERT.SINK.CREATE" | "ALERT.SINK.UPDATE") => {
+            let webhook = name == "ALERT.SINK.CREATE";
+            let sink = AlertSinkDefined {
+                sink_id: id(if webhook { 0x51 } else { 0x52 }),
+                name: if webhook { "billing-hook" } else { "ops-mail" }.into(),
+                kind: if webhook { AlertSinkKind::Webhook } else { AlertSinkKind::Email },
+                alert_types: if webhook { vec![] } else { vec![13, 20, 23] },
+                url: webhook.then(|| "https://billing.example.com/alerts".into()),
+                secret: webhook.then(sealed),
+                smtp_host: (!webhook).then(|| "smtp.example.com".into()),
+                smtp_port: (!webhook).then_some(587),
+                smtp_username: (!webhook).then(|| "alerts".into()),
+                smtp_password: (!webhook).then(sealed),
+                email_from: (!webhook).then(|| "cloud@example.com".into()),
+                email_to: if webhook { vec![] } else { vec!["ops@example.com".into()] },
+                max_attempts: 8,
+            };
+            if webhook {
+                B::AlertDelivery(AlertDeliveryEvent::SinkCreate(sink))
+            } else {
+                B::AlertDelivery(AlertDeliveryEvent::SinkUpdate(sink))
+            }
+        }
+        "ALERT.SINK.DELETE" => B::AlertDelivery(AlertDeliveryEvent::SinkDelete(AlertSinkRemoved {
+            sink_id: id(0x51),
+            name: "billing-hook".into(),
+        })),
+        "ALERT.DELIVERY.DONE" => B::AlertDelivery(AlertDeliveryEvent::Done(AlertDelivered {
+            notification_id: id(0xa1),
+            sink_id: id(0x51),
+            idempotency_key: id(0x5a),
+            attempt: 3,
+        })),
+        "ALERT.DELIVERY.FAILED" => B::AlertDelivery(AlertDeliveryEvent::Failed(AlertDeliveryFailed {
+            notification_id: id(0xa1),
+            sink_id: id(0x51),
+            idempotency_key: id(0x5a),
+            attempt: 2,
+            error: "HTTP 503 Service Unavailable".into(),
+            retry_at: Some(Timestamp::from_millis(1_714_521_604_000)),
+        })),
+        name @ ("USAGE.THRESHOLD.CREATE" | "USAGE.THRESHOLD.UPDATE") => {
+            let create = name == "USAGE.THRESHOLD.CREATE";
+            let threshold = UsageThresholdDefined {
+                threshold_id: id(0x7d),
+                account_id: id(ACCOUNT),
+                domain_id: id(DOMAIN),
+                name: "daily-compute".into(),
+                metric: if create { ThresholdMetric::Usage } else { ThresholdMetric::Quota },
+                usage_type: create.then_some(1),
+                limit: if create { "48" } else { "80" }.parse().expect("decimal"),
+                budget: (!create).then(|| "1000.00".parse().expect("decimal")),
+                notify_resolve: !create,
+            };
+            if create {
+                B::UsageThreshold(UsageThresholdEvent::Create(threshold))
+            } else {
+                B::UsageThreshold(UsageThresholdEvent::Update(threshold))
+            }
+        }
+        "USAGE.THRESHOLD.DELETE" => B::UsageThreshold(UsageThresholdEvent::Delete(UsageThresholdRemoved {
+            threshold_id: id(0x7d),
+            account_id: id(ACCOUNT),
+        })),
 
         other => panic!("no sample for event type {other}: add one to event/samples.rs"),
     }
@@ -1156,7 +1251,14 @@ mod tests {
 mod docs {
     use super::*;
 
-    const LEDGERSTACK_ONLY: &[&str] = &["ROUTER.STATS", "VOLUME.STATS", "ASYNCJOB.", "ALERT."];
+    const LEDGERSTACK_ONLY: &[&str] = &[
+        "ROUTER.STATS",
+        "VOLUME.STATS",
+        "ASYNCJOB.",
+        "ALERT.",
+        "USAGE.",
+        "QUOTA.",
+    ];
 
     fn catalogue_table() -> String {
         let mut out =
