@@ -270,6 +270,8 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
     use crate::commands::*;
     [
         accounts::COMMANDS,
+        alert_sinks::COMMANDS,
+        alerts::COMMANDS,
         catalog::COMMANDS,
         clock::COMMANDS,
         configuration::COMMANDS,
@@ -286,6 +288,7 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         networks::COMMANDS,
         nics::COMMANDS,
         public_ips::COMMANDS,
+        quota::COMMANDS,
         routers::COMMANDS,
         security_groups::COMMANDS,
         session::COMMANDS,
@@ -293,6 +296,7 @@ pub fn commands() -> impl Iterator<Item = &'static CommandSpec> {
         tags::COMMANDS,
         templates::COMMANDS,
         usage::COMMANDS,
+        usage_thresholds::COMMANDS,
         users::COMMANDS,
         vms::COMMANDS,
         volumes::COMMANDS,

@@ -3,6 +3,8 @@
 //! read model.
 
 pub mod accounts;
+pub mod alert_sinks;
+pub mod alerts;
 pub mod catalog;
 pub mod clock;
 pub mod configuration;
@@ -19,6 +21,7 @@ pub mod nat_rules;
 pub mod networks;
 pub mod nics;
 pub mod public_ips;
+pub mod quota;
 pub mod render;
 pub mod routers;
 pub mod security_groups;
@@ -27,6 +30,7 @@ pub mod snapshots;
 pub mod tags;
 pub mod templates;
 pub mod usage;
+pub mod usage_thresholds;
 pub mod users;
 pub mod vms;
 pub mod volumes;
