@@ -102,6 +102,8 @@ pub struct Running {
     runner: RunnerHandle,
     orchestrator: OrchestratorHandle,
     usage_scheduler: usage::scheduler::SchedulerHandle,
+    threshold_watcher: usage::thresholds::WatcherHandle,
+    alert_watcher: usage::alerts::watcher::WatcherHandle,
     listener: tokio::net::TcpListener,
 }
 
@@ -188,6 +190,10 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
     );
     let usage_scheduler =
         usage::scheduler::start(shared_store.clone(), models.clone(), clock.clone());
+    let threshold_watcher =
+        usage::thresholds::start(shared_store.clone(), models.clone(), clock.clone());
+    let alert_watcher =
+        usage::alerts::watcher::start(shared_store.clone(), models.clone(), clock.clone());
     let ctx = Ctx::new(Shared {
         store: shared_store,
         models,
@@ -225,6 +231,8 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         runner,
         orchestrator,
         usage_scheduler,
+        threshold_watcher,
+        alert_watcher,
         listener,
     })
 }
@@ -238,6 +246,8 @@ impl Running {
     ) -> std::io::Result<u64> {
         let served = crate::server::serve(self.listener, self.ctx.clone(), shutdown).await;
         self.usage_scheduler.stop().await;
+        self.threshold_watcher.stop().await;
+        self.alert_watcher.stop().await;
         self.orchestrator.stop().await;
         self.runner.stop().await;
         let head = self.store.head().await.map(|p| p.0).unwrap_or(0);

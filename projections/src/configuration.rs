@@ -155,12 +155,45 @@ pub const SETTINGS: &[Setting] = &[
         scopes: GLOBAL,
     },
     Setting {
+        name: "alert.delivery.backoff.base",
+        category: "Alert",
+        description: "Milliseconds before the second attempt to deliver an alert to a sink; each further attempt waits twice as long (Ledgerstack)",
+        default: "30000",
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 86_400_000,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "alert.delivery.backoff.max",
+        category: "Alert",
+        description: "Longest wait between two attempts to deliver an alert, in milliseconds (Ledgerstack)",
+        default: "3600000",
+        kind: SettingKind::Integer {
+            min: 1,
+            max: 604_800_000,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
         name: "usage.stats.job.aggregation.range",
         category: "Usage",
         description: "Length of a usage period in minutes (1440: daily)",
         default: "1440",
         kind: SettingKind::Integer {
             min: 1,
+            max: 527_040,
+        },
+        scopes: GLOBAL,
+    },
+    Setting {
+        name: "usage.lag.alert.minutes",
+        category: "Usage",
+        description: "Minutes the closed usage periods may trail the clock beyond one aggregation range before ALERT.USAGE (13) is raised; resolved once usage catches up (Ledgerstack)",
+        default: "60",
+        kind: SettingKind::Integer {
+            min: 0,
             max: 527_040,
         },
         scopes: GLOBAL,

@@ -253,6 +253,21 @@ pub struct Ledger {
     pub devices: Table<DeviceKey, Device>,
     /// Published records.
     pub records: Table<RecordKey, RecordRow>,
+    /// Records and revisions published while applying the current event, for the quota book
+    /// to charge (`UsageModel` drains it after each event). Not a table: never persisted, so
+    /// the usage store's bytes do not depend on it.
+    pub journal: Vec<Publication>,
+}
+
+/// A record or revision just published: what the quota book charges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication {
+    /// The record.
+    pub key: RecordKey,
+    /// End of its period (exclusive).
+    pub period_end: Timestamp,
+    /// Its new quantity (ms for time-based types, bytes or operations for counters).
+    pub quantity: u64,
 }
 
 impl Default for Ledger {
@@ -263,6 +278,7 @@ impl Default for Ledger {
             tracks: Table::new("usage_tracks"),
             devices: Table::new("usage_devices"),
             records: Table::new("usage_records"),
+            journal: Vec::new(),
         }
     }
 }
@@ -672,6 +688,11 @@ impl Ledger {
                     row.quantity = quantity;
                     row.published_at = at;
                 }
+                self.journal.push(Publication {
+                    key,
+                    period_end,
+                    quantity,
+                });
                 self.count_published();
             }
             None => {
@@ -685,6 +706,11 @@ impl Ledger {
                         superseded: Vec::new(),
                     },
                 );
+                self.journal.push(Publication {
+                    key,
+                    period_end,
+                    quantity,
+                });
                 self.count_published();
             }
         }

@@ -7,13 +7,17 @@
 //! Architecture Invariant: durations are integer milliseconds and quantities `rust_decimal`;
 //! there is no float anywhere in the pipeline.
 
+pub mod alerts;
 pub mod bench;
+pub mod delivery;
 pub mod export;
 pub mod fact;
 pub mod facts;
 pub mod ledger;
 pub mod model;
 pub mod period;
+pub mod quota;
 pub mod scheduler;
+pub mod thresholds;
 pub mod usage_type;
 pub mod view;

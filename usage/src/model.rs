@@ -12,22 +12,30 @@ use crate::fact::Fact;
 use crate::facts::facts_of;
 use crate::ledger::{Applying, Ledger};
 use crate::period::parse_zone;
+use crate::quota::QuotaBook;
 
 /// Bumped whenever a usage row or the fold changes meaning: the store is then rebuilt.
-const USAGE_MODEL_VERSION: &str = "usage-1";
+const USAGE_MODEL_VERSION: &str = "usage-2";
 
 /// The usage read model.
 #[derive(Debug, Default)]
 pub struct UsageModel {
     /// Tracks, devices, schedules, records.
     pub ledger: Ledger,
+    /// Quota tariffs, credits and the charges made from the published records.
+    pub quota: QuotaBook,
     /// Reused between events, so the fold allocates nothing per event.
     scratch: Vec<Fact>,
 }
 
 /// The downstream models the server runs: pass to `projections::runner::start` and friends.
 pub fn read_models() -> Vec<Box<dyn DownstreamModel>> {
-    vec![Box::new(UsageModel::default())]
+    vec![
+        Box::new(UsageModel::default()),
+        Box::new(crate::thresholds::ThresholdsModel::default()),
+        Box::new(crate::alerts::AlertsModel::default()),
+        Box::new(crate::delivery::DeliveryModel::default()),
+    ]
 }
 
 /// The usage model of read models made with [`read_models`].
@@ -81,6 +89,10 @@ impl DownstreamModel for UsageModel {
                     .close(close.until, close.recompute_from, envelope.recorded_at);
             }
             EventBody::Usage(UsageEvent::Prune(prune)) => self.ledger.prune(prune.before),
+            EventBody::Quota(quota) => {
+                self.quota
+                    .apply(quota, envelope.recorded_at, &envelope.actor)
+            }
             _ => {
                 let mut facts = std::mem::take(&mut self.scratch);
                 facts_of(event, upstream, &mut facts);
@@ -94,10 +106,20 @@ impl DownstreamModel for UsageModel {
                 self.scratch = facts;
             }
         }
+        if !self.ledger.journal.is_empty() {
+            // Charge what this event published; the journal's buffer is kept for the next.
+            let mut journal = std::mem::take(&mut self.ledger.journal);
+            self.quota
+                .charge_publications(&journal, &self.ledger, envelope.recorded_at);
+            journal.clear();
+            self.ledger.journal = journal;
+        }
     }
 
     fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {
-        self.ledger.tables()
+        let mut tables = self.ledger.tables();
+        tables.extend(self.quota.tables());
+        tables
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

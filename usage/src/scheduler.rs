@@ -144,7 +144,10 @@ pub fn start(
                         info!(until = %until, "usage run: periods closed");
                         last_appended = Some(until);
                     }
-                    Err(e) => warn!(error = %e, "could not record the usage run"),
+                    Err(e) => {
+                        warn!(error = %e, "could not record the usage run");
+                        crate::alerts::watcher::run_failed(&*store, &models, until, &e).await;
+                    }
                 }
             }
             tokio::select! {

@@ -326,14 +326,16 @@ pub fn aggregation_zone(state: &State) -> Tz {
 /// Which end of a range a date bounds: a date alone means its first instant as a start and
 /// its last second as an end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Edge {
+pub(crate) enum Edge {
+    /// The first instant of a date given alone.
     Start,
+    /// The last second of a date given alone.
     End,
 }
 
 /// A date parameter of the usage commands: with an offset it is an instant; without one it is
 /// local time in `zone`.
-fn usage_date(
+pub(crate) fn usage_date(
     call: &Call,
     name: &str,
     zone: Tz,
