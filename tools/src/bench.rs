@@ -565,6 +565,8 @@ async fn usage_bench(args: UsageArgs) -> Result<()> {
     let incremental = s(r.fold) / s(r.last_close()).max(1e-9);
     let duckdb_wall = s(r.duckdb.wall) / s(r.fold).max(1e-9);
     let duckdb_internal = s(r.duckdb.best_internal()) / s(r.fold).max(1e-9);
+    let fold_record_rate = r.records as f64 / s(r.fold).max(1e-9);
+    let charge_rate = r.charging.records as f64 / s(r.charging.elapsed).max(1e-9);
     if args.json {
         let report = serde_json::json!({
             "resources": r.resources,
@@ -608,6 +610,14 @@ async fn usage_bench(args: UsageArgs) -> Result<()> {
             "duckdb_wall_vs_fold": duckdb_wall,
             "duckdb_best_internal_vs_fold": duckdb_internal,
             "records_compared_equal": r.compared,
+            "quota_charging": {
+                "records": r.charging.records,
+                "seconds": s(r.charging.elapsed),
+                "records_per_second": charge_rate,
+                "vs_fold_records_per_second": charge_rate / fold_record_rate.max(1e-9),
+                "total_charged": r.charging.total.to_string(),
+            },
+            "fold_records_per_second": fold_record_rate,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -690,6 +700,14 @@ async fn usage_bench(args: UsageArgs) -> Result<()> {
         println!(
             "  every record equal in both ({} records, milliseconds compared)",
             r.compared
+        );
+        println!(
+            "  (5) quota charging alone        {:>9.2} s {:>12.0} records/s  ({:.1} x the fold's {:.0} records/s; {} charged, equal to the fold's inline charges)",
+            s(r.charging.elapsed),
+            charge_rate,
+            charge_rate / fold_record_rate.max(1e-9),
+            fold_record_rate,
+            r.charging.total
         );
     }
     Ok(())

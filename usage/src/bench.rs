@@ -15,6 +15,10 @@
 //!   into intervals and clips them into the same local days with SQL (ICU time zones), timed from
 //!   its start to its records in memory (and, inside DuckDB, from CSV and from Parquet). Its
 //!   records must equal the model's, millisecond for millisecond, or the bench fails.
+//! - **Quota charging**: the log carries tariffs for the VM usage types, so the fold charges
+//!   every record as it publishes it (as the server does); then every record is charged again by
+//!   a fresh quota book, timed alone (records/s beside the fold's records/s), and the charges
+//!   must equal the fold's, account for account.
 //!
 //! The year starts the day before the aggregation zone's first offset change after 2025-07-01,
 //! so even a short run has a daylight-saving day (a 23- or 25-hour period) in it.
@@ -29,10 +33,12 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 use engine::bench::BenchProgress;
+use engine::event::billing::QuotaTariffDefined;
 use engine::event::infrastructure::{ConfigScope, ConfigurationChanged};
 use engine::event::vm::{VmCreated, VmDestroyed, VmFacts, VmStarted, VmStopped};
 use engine::event::{
-    ConfigurationEvent, EventBody, NewEvent, Position, RecordedEvent, StreamId, UsageEvent, VmEvent,
+    Actor, ConfigurationEvent, EventBody, NewEvent, Position, QuotaEvent, RecordedEvent, StreamId,
+    UsageEvent, VmEvent,
 };
 use engine::store::embedded::{EmbeddedOptions, EmbeddedStore, index_dir, log_dir};
 use engine::store::{EventStore, ExpectedVersion, StoreError};
@@ -43,9 +49,12 @@ use projections::table::PersistedTable;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::ledger::Publication;
 use crate::model::UsageModel;
 use crate::period::AggregationRule;
+use crate::quota::QuotaBook;
 use crate::scheduler::{RunTimes, USAGE_STREAM, close_event};
+use rust_decimal::Decimal;
 
 /// VMs in a full-size run.
 pub const FULL_RESOURCES: u32 = 20_000;
@@ -53,6 +62,10 @@ pub const FULL_RESOURCES: u32 = 20_000;
 pub const FULL_DAYS: u32 = 365;
 /// One more daily close must cost at most this fraction of the full computation.
 pub const INCREMENTAL_TARGET: u32 = 100;
+
+/// The quota tariffs of the run: (usage type, name, value in hundredths) per month of
+/// running and of allocated VM time.
+const TARIFFS: &[(u16, &str, i64)] = &[(1, "running-vm", 2_995), (2, "allocated-vm", 350)];
 
 /// VMs per account: accounts get several VMs, as tenants do.
 const VMS_PER_ACCOUNT: u32 = 10;
@@ -105,6 +118,9 @@ pub enum UsageBenchError {
     /// The two computations disagree: the bench's whole point is that they must not.
     #[error("records differ between Ledgerstack and DuckDB: {0}")]
     Mismatch(String),
+    /// Charging the records again gave other charges than the fold made inline.
+    #[error("quota charges differ between the fold and a second charging pass: {0}")]
+    Charges(String),
     /// The configuration cannot be run.
     #[error("{0}")]
     Setup(String),
@@ -195,6 +211,8 @@ pub struct UsageBenchReport {
     pub duckdb: DuckDbFigures,
     /// Records compared and found equal (every one of them).
     pub compared: u64,
+    /// Quota charging of every record, alone.
+    pub charging: Charging,
 }
 
 impl UsageBenchReport {
@@ -317,6 +335,7 @@ pub async fn run_usage_bench(
         export_bytes,
         duckdb,
         compared,
+        charging: fold.charging,
     })
 }
 
@@ -535,10 +554,29 @@ async fn fill_log(
         },
     )))
     .occurred_at(Timestamp::from_millis(start - 48 * HOUR));
+    // Quota tariffs for the two VM usage types, in force from before the first VM: the fold
+    // charges every record it publishes, as the server does.
+    let tariffs = TARIFFS.iter().map(|&(usage_type, name, value)| {
+        NewEvent::new(EventBody::Quota(QuotaEvent::TariffCreate(
+            QuotaTariffDefined {
+                // Not drawn from `rng`: the rest of the log stays what it was before tariffs.
+                tariff_id: Uuid::from_u128(0x7a41_ff00 + u128::from(usage_type)),
+                name: name.into(),
+                description: None,
+                usage_type,
+                value: Decimal::new(value, 2),
+                effective_on: Timestamp::from_millis(start - 48 * HOUR),
+                end_date: None,
+                position: None,
+            },
+        )))
+        .occurred_at(Timestamp::from_millis(start - 48 * HOUR))
+    });
+    let opening: Vec<NewEvent> = std::iter::once(setting).chain(tariffs).collect();
+    appended += opening.len() as u64;
     store
-        .append(&bench_stream, ExpectedVersion::Any, vec![setting])
+        .append(&bench_stream, ExpectedVersion::Any, opening)
         .await?;
-    appended += 1;
 
     // The timeline: (instant, tie-breaker, what). What < CLOSE is a slot; CLOSE + d is day d's
     // close.
@@ -730,6 +768,20 @@ struct Folded {
     record_rows: u64,
     /// The records, sorted, one per (day, account, type, entity).
     records: Vec<Row>,
+    /// Charging every record again in a fresh quota book.
+    charging: Charging,
+}
+
+/// The quota charging pass: every record of the fold charged again by a fresh [`QuotaBook`]
+/// holding the log's tariffs, timed alone, and checked against what the fold charged inline.
+#[derive(Debug, Clone, Copy)]
+pub struct Charging {
+    /// Records charged.
+    pub records: u64,
+    /// Time to charge them.
+    pub elapsed: Duration,
+    /// The sum of every account's charges (equal in both, or the bench fails).
+    pub total: Decimal,
 }
 
 /// Reads the log and folds every event into a fresh model; after each close, persists the
@@ -749,12 +801,16 @@ async fn fold(
     let mut closes = Vec::new();
     let mut persist = Duration::ZERO;
     let mut events = 0u64;
+    let mut tariffs = Vec::new();
 
     let started = Instant::now();
     let mut batches = read_ahead(store);
     while let Some(batch) = batches.recv().await {
         let batch = batch?;
         for event in &batch {
+            if let EventBody::Quota(tariff) = &*event.body {
+                tariffs.push(tariff.clone());
+            }
             if matches!(&*event.body, EventBody::Usage(UsageEvent::Close(_))) {
                 let close = Instant::now();
                 model.apply(event, &upstream);
@@ -795,6 +851,7 @@ async fn fold(
         })
         .collect();
     let record_rows = records.len() as u64;
+    let charging = charge_again(&model, &tariffs)?;
     records.sort_unstable();
     // Variants of one track in one day are separate records; DuckDB knows no variants.
     records.dedup_by(|later, kept| {
@@ -813,6 +870,51 @@ async fn fold(
         persisted_bytes,
         record_rows,
         records,
+        charging,
+    })
+}
+
+/// Charges every record of `model` again in a fresh quota book with `tariffs`, and checks each
+/// account's charges equal those the fold made inline.
+fn charge_again(model: &UsageModel, tariffs: &[QuotaEvent]) -> Result<Charging, UsageBenchError> {
+    let ledger = &model.ledger;
+    let at = Timestamp::from_millis(0);
+    let mut book = QuotaBook::default();
+    for tariff in tariffs {
+        book.apply(tariff, at, &Actor::SYSTEM);
+    }
+    let publications: Vec<Publication> = ledger
+        .records
+        .iter()
+        .map(|(key, row)| Publication {
+            key: *key,
+            period_end: row.period_end,
+            quantity: row.quantity,
+        })
+        .collect();
+    let started = Instant::now();
+    book.charge_publications(&publications, ledger, at);
+    let elapsed = started.elapsed();
+    let mut total = Decimal::ZERO;
+    for (account_id, inline) in model.quota.accounts.iter() {
+        let again = book.accounts.get(account_id).map(|a| a.charges);
+        if again != Some(inline.charges) {
+            return Err(UsageBenchError::Charges(format!(
+                "account {account_id}: charged {} in the fold, {again:?} charging again",
+                inline.charges
+            )));
+        }
+        total += inline.charges;
+    }
+    if total.is_zero() && !publications.is_empty() {
+        return Err(UsageBenchError::Charges(
+            "the records were charged nothing: the tariffs did not apply".into(),
+        ));
+    }
+    Ok(Charging {
+        records: publications.len() as u64,
+        elapsed,
+        total,
     })
 }
 
