@@ -292,7 +292,8 @@ pub const SETTINGS: &[Setting] = &[
         description: "Fraction of a zone's public IPs allocated above which an alert is raised",
         default: "0.75",
         kind: SettingKind::Fraction,
-        scopes: GLOBAL,
+        // CloudStack scopes it per zone.
+        scopes: &[ConfigScope::Zone],
     },
     Setting {
         name: "max.account.user.vms",

@@ -95,6 +95,91 @@ def test_a_threshold_fires_once_per_day_and_resolves_the_next_day():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_a_quota_spend_threshold_fires_once_per_day_on_the_days_spend():
+    """metric=quota: spend in the account's day, priced as it accrues (open day) and as the
+    quota book charged it (closed day); a percentage of a budget; one alert per day."""
+    workdir = Path(tempfile.mkdtemp(prefix="ledgerstack-spend-"))
+    try:
+        with manual_clock_server(workdir) as srv:
+            admin = srv.client(fetch_result=True)
+            account, _, client = new_user(srv, admin)
+            user = srv.client(key=client.key, secret=client.secret, fetch_result=True)
+            zone, template, small = demo(user)
+            admin.updateConfiguration(name="quota.enable.service", value="true")
+            # May has 31 days: 744 hours, so 744 a month is 1 an hour of running VM.
+            admin.quotaTariffCreate(name="running", usagetype=RUNNING_VM, value="744",
+                                    startdate="2026-05-01")
+
+            # 50% of a budget of 10: fires at a spend of 5.
+            created = user.createUsageThreshold(name="daily-spend", metric="quota", limit="50",
+                                                budget="10")["usagethreshold"]
+            assert created["metric"] == "quota"
+            assert "usagetype" not in created
+            assert created["unit"] == "$"
+            assert Decimal(created["effectivelimit"]) == 5
+            assert Decimal(created["periodquantity"]) == 0
+
+            user.deployVirtualMachine(zoneid=zone["id"], templateid=template["id"],
+                                      serviceofferingid=small["id"], name="spender")
+            admin.advanceClock(to="2026-05-04T12:00:00Z")  # 4 hours: 4
+            [standing] = user.listUsageThresholds(id=created["id"])["usagethreshold"]
+            assert Decimal(standing["periodquantity"]) == 4
+            assert standing["exceeded"] is False
+
+            admin.advanceClock(to="2026-05-04T13:30:00Z")  # 5.5 hours: 5.5, over
+            raised = eventually(lambda: admin.listAlerts(type=THRESHOLD_ALERT,
+                                                         fetch_list=True) or None,
+                                "the spend alert")
+            assert len(raised) == 1
+            assert account["name"] in raised[0]["description"]
+            assert "of quota spend" in raised[0]["description"]
+            assert "threshold 'daily-spend' is 5" in raised[0]["description"]
+
+            # The next day: the 4th is closed (16 hours charged: 16 in the book, still one
+            # alert for it); the 5th so far is 2 hours, under the limit.
+            admin.advanceClock(to="2026-05-05T02:00:00Z")
+            [standing] = user.listUsageThresholds(id=created["id"])["usagethreshold"]
+            assert standing["periodstart"] == "2026-05-05T00:00:00+0000"
+            assert Decimal(standing["periodquantity"]) == 2
+
+            def charged_day():
+                statement = admin.quotaStatement(account=account["name"],
+                                                 domainid=account["domainid"],
+                                                 startdate="2026-05-04", enddate="2026-05-04")
+                return Decimal(statement["statement"]["totalquota"]) == 16
+
+            eventually(charged_day, "the 4th's charges in the quota book")
+
+            admin.advanceClock(to="2026-05-05T06:00:00Z")  # 6 hours on the 5th: over again
+            raised = eventually(lambda: (lambda a: a if len(a) == 2 else None)(
+                admin.listAlerts(type=THRESHOLD_ALERT, fetch_list=True)),
+                "the second day's spend alert")
+            [row] = user.listUsageThresholds(id=created["id"])["usagethreshold"]
+            assert (row["alertsraised"], row["openalerts"]) == (2, 2)
+
+            # Spend on one type only: volumes cost nothing here, so it never fires.
+            volumes = user.createUsageThreshold(name="volume-spend", metric="quota", limit="0.01",
+                                                usagetype=6)["usagethreshold"]
+            assert volumes["usagetype"] == 6
+            assert Decimal(volumes["periodquantity"]) == 0
+            assert volumes["exceeded"] is False
+            # -1 drops the type: the spend on every type (8 hours on the 5th so far).
+            admin.advanceClock(to="2026-05-05T08:00:00Z")
+            every = user.updateUsageThreshold(id=volumes["id"],
+                                              usagetype=-1)["usagethreshold"]
+            assert "usagetype" not in every
+            assert Decimal(every["periodquantity"]) == 8
+            # A usage threshold cannot drop its type.
+            usage = user.createUsageThreshold(name="hours", usagetype=RUNNING_VM,
+                                              limit="100")["usagethreshold"]
+            with pytest.raises(CloudStackApiException) as excinfo:
+                user.updateUsageThreshold(id=usage["id"], usagetype=-1)
+            assert "usagetype is required" in api_error(excinfo, 431)
+            stop_server(srv)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_bad_thresholds_are_refused_and_append_nothing(server, api):
     account, _, user = new_user(server, api)
     user.createUsageThreshold(name="taken", usagetype=RUNNING_VM, limit="10")

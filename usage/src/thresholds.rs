@@ -1,7 +1,9 @@
 //! Per-account usage thresholds (Ledgerstack, beyond CloudStack): "tell me when account X has
-//! run more than 48 VM-hours today". A threshold watches one usage type's quantity in the
-//! account's usage period (its aggregation period: a day by default, in its aggregation zone),
-//! as an absolute quantity or as a percentage of a budget.
+//! run more than 48 VM-hours today" or "... has spent more than 80% of its 50.00 budget this
+//! period". A threshold watches one usage type's quantity, or the account's quota spend (on
+//! every usage type, or on one: see [`spend`]), in the account's usage period (its aggregation
+//! period: a day by default, in its aggregation zone), as an absolute amount or as a
+//! percentage of a budget.
 //!
 //! The read model folds `USAGE.THRESHOLD.*` and the threshold alerts already raised; the watcher
 //! (the one wall-clock reader here, like the usage scheduler) measures each threshold's period
@@ -33,7 +35,9 @@ use uuid::Uuid;
 
 use crate::fact::TrackKey;
 use crate::ledger::{Device, Ledger};
+use crate::model::UsageModel;
 use crate::period::Period;
+use crate::quota::{self, ChargeInput};
 use crate::usage_type::{Unit, UsageType};
 
 /// The alert type a threshold raises (Ledgerstack's id; CloudStack's stop below 100).
@@ -250,6 +254,96 @@ pub fn measure(
     tracked + counted
 }
 
+/// An account's quota spend in `period` up to `until`, on one usage type or on all.
+///
+/// A period the usage server has closed for the account is what the quota book charged for
+/// its records (what `quotaStatement` shows for it). A period still open has no records yet:
+/// its spend so far is what closing it now would charge, every would-be record (each variant
+/// of each track, each device counter) priced with [`quota::charge`] at the tariffs in force
+/// at the period start, so the spend a threshold sees before the close is the one it sees
+/// after (unless the tariffs change in between).
+pub fn spend(
+    usage: &UsageModel,
+    account_id: Uuid,
+    only: Option<UsageType>,
+    period: Period,
+    until: Timestamp,
+) -> Decimal {
+    let ledger = &usage.ledger;
+    let book = &usage.quota;
+    let wanted = |t: UsageType| only.is_none_or(|o| o == t);
+    let closed = ledger
+        .accounts
+        .get(&account_id)
+        .and_then(|a| a.closed_until)
+        .is_some_and(|closed| closed >= period.end);
+    if closed {
+        return book
+            .charges_by_type(account_id, period.start, period.end)
+            .into_iter()
+            .filter(|(t, _)| wanted(*t))
+            .map(|(_, amount)| amount)
+            .sum();
+    }
+    let clipped = Period {
+        start: period.start,
+        end: until.min(period.end).max(period.start),
+    };
+    let zone = ledger.schedule_of(account_id).rule_at(period.start).zone;
+    let price = |usage_type: UsageType, quantity: u64, size: Option<u64>| {
+        if quantity == 0 {
+            return Decimal::ZERO;
+        }
+        let tariff: Decimal = book
+            .tariffs_in_force(usage_type, period.start)
+            .map(|t| t.current.value)
+            .sum();
+        let input = ChargeInput {
+            usage_type,
+            quantity,
+            size,
+            period_start: period.start,
+            period_end: period.end,
+            zone,
+        };
+        quota::charge(&input, tariff)
+    };
+    let mut total = Decimal::ZERO;
+    for &usage_type in UsageType::ALL.iter().filter(|t| wanted(**t)) {
+        let first = TrackKey {
+            account_id,
+            usage_type,
+            entity_id: Uuid::nil(),
+            sub_id: Uuid::nil(),
+        };
+        let last = TrackKey {
+            entity_id: Uuid::max(),
+            sub_id: Uuid::max(),
+            ..first
+        };
+        for (_, track) in ledger.tracks.range(first..=last) {
+            for (variant, ms) in track.accrued(clipped).into_iter().enumerate() {
+                let size = track.variants.get(variant).and_then(|f| f.size);
+                total += price(usage_type, ms, size);
+            }
+        }
+    }
+    for (key, device) in ledger.devices.iter() {
+        if key.account_id != account_id {
+            continue;
+        }
+        for (usage_type, delta) in Device::usage_types(key.kind)
+            .iter()
+            .zip(device.deltas(clipped))
+        {
+            if wanted(*usage_type) {
+                total += price(*usage_type, delta, device.facts.size);
+            }
+        }
+    }
+    total
+}
+
 /// One threshold's standing in its current period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -261,8 +355,8 @@ pub struct Standing {
     pub exceeded: bool,
 }
 
-/// Where `row` stands in the period containing `at`. `None` for metrics this build cannot
-/// measure (quota spend needs the quota book) or when the usage model is missing.
+/// Where `row` stands in the period containing `at`: a usage quantity in its unit, or quota
+/// spend ([`spend`]). `None` when the usage model is missing or the usage type is unknown.
 pub fn standing(state: &State, row: &ThresholdRow, at: Timestamp) -> Option<Standing> {
     let usage = crate::model::of(state)?;
     let period = usage
@@ -293,7 +387,13 @@ fn standing_in(
                 ),
             )
         }
-        ThresholdMetric::Quota => return None,
+        ThresholdMetric::Quota => {
+            let only = match row.facts.usage_type {
+                Some(id) => Some(UsageType::from_id(u8::try_from(id).ok()?)?),
+                None => None,
+            };
+            spend(usage, row.facts.account_id, only, period, until)
+        }
     };
     Some(Standing {
         period,
@@ -361,9 +461,14 @@ fn raise_event(state: &State, row: &ThresholdRow, standing: &Standing, id: Uuid)
         .account_name(facts.account_id)
         .map(|n| n.to_string())
         .unwrap_or_else(|| facts.account_id.to_string());
-    let what = match facts.usage_type.and_then(|t| UsageType::from_id(t as u8)) {
-        Some(t) => format!("{} {}", unit_word(t), t.name()),
-        None => "quota spend".to_owned(),
+    let usage_type = facts
+        .usage_type
+        .and_then(|t| u8::try_from(t).ok())
+        .and_then(UsageType::from_id);
+    let what = match (facts.metric, usage_type) {
+        (ThresholdMetric::Usage, Some(t)) => format!("{} {}", unit_word(t), t.name()),
+        (ThresholdMetric::Quota, Some(t)) => format!("quota spend on {}", t.name()),
+        _ => "quota spend".to_owned(),
     };
     let description = format!(
         "Account {account} reached {} of {what} in the period from {} to {}: threshold '{}' is {} {}",
@@ -487,6 +592,106 @@ mod tests {
         assert_eq!(
             display_quantity(UsageType::NetworkBytesSent, 1024),
             Decimal::from(1024)
+        );
+    }
+
+    #[test]
+    fn spend_prices_an_open_period_and_reads_a_closed_one_from_the_book() {
+        use crate::fact::RecordFacts;
+        use crate::ledger::{AccountUsage, RecordKey, Track, Transition};
+        use crate::quota::{ChargeRow, TariffRow};
+        use engine::event::billing::QuotaTariffDefined;
+
+        let account_id = Uuid::from_u128(0xa);
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let day = Period {
+            start: at("2026-04-10T00:00:00Z"),
+            end: at("2026-04-11T00:00:00Z"),
+        };
+        let mut usage = UsageModel::default();
+        let key = TrackKey {
+            account_id,
+            usage_type: UsageType::RunningVm,
+            entity_id: Uuid::from_u128(0xb),
+            sub_id: Uuid::nil(),
+        };
+        usage.ledger.tracks.insert(
+            key,
+            Track {
+                variants: vec![RecordFacts::default()],
+                transitions: vec![Transition {
+                    at: day.start.millis(),
+                    seq: 1,
+                    variant: Some(0),
+                }],
+            },
+        );
+        let tariff = QuotaTariffDefined {
+            tariff_id: Uuid::from_u128(0xc),
+            name: "vm".into(),
+            description: None,
+            usage_type: 1,
+            value: "100".parse().unwrap(),
+            effective_on: at("2026-04-01T00:00:00Z"),
+            end_date: None,
+            position: None,
+        };
+        usage.quota.tariffs.insert(
+            tariff.tariff_id,
+            TariffRow {
+                current: tariff,
+                created_at: Timestamp::EPOCH,
+                updated_at: Timestamp::EPOCH,
+                removed: None,
+                history: Vec::new(),
+            },
+        );
+        // Six hours in April (720 h) at 100 a month: 100/720 → 0.13888889 × 6.
+        let six_hours = at("2026-04-10T06:00:00Z");
+        let open = spend(&usage, account_id, None, day, six_hours);
+        assert_eq!(open, "0.83333334".parse::<Decimal>().unwrap());
+        assert_eq!(
+            spend(
+                &usage,
+                account_id,
+                Some(UsageType::RunningVm),
+                day,
+                six_hours
+            ),
+            open
+        );
+        assert_eq!(
+            spend(&usage, account_id, Some(UsageType::Volume), day, six_hours),
+            Decimal::ZERO
+        );
+        assert_eq!(
+            spend(&usage, Uuid::from_u128(0xd), None, day, six_hours),
+            Decimal::ZERO
+        );
+
+        // Closed: what the book charged for the period's records, whatever the ledger says.
+        usage.ledger.accounts.insert(
+            account_id,
+            AccountUsage {
+                closed_until: Some(day.end),
+                ..AccountUsage::default()
+            },
+        );
+        usage.quota.charges.insert(
+            RecordKey {
+                period_start: day.start.millis(),
+                track: key,
+                variant: 0,
+            },
+            ChargeRow {
+                period_end: day.end,
+                amount: "3.33333336".parse().unwrap(),
+                charged_at: day.end,
+            },
+        );
+        assert_eq!(
+            spend(&usage, account_id, None, day, six_hours),
+            "3.33333336".parse::<Decimal>().unwrap()
         );
     }
 }

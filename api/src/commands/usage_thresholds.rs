@@ -1,4 +1,4 @@
-//! Per-account usage thresholds (Ledgerstack, beyond CloudStack; see docs/alerts.md):
+//! Per-account usage thresholds (Ledgerstack, beyond CloudStack; see docs/usage-thresholds.md):
 //! `createUsageThreshold`, `listUsageThresholds`, `updateUsageThreshold`,
 //! `deleteUsageThreshold`. The thresholds live in the log (`USAGE.THRESHOLD.*`); the watcher in
 //! `usage::thresholds` raises their alerts.
@@ -42,9 +42,13 @@ const THRESHOLD_FIELDS: &[ResponseField] = &[
     field(
         "usagetype",
         "integer",
-        "the usage type watched (metric usage)",
+        "the usage type watched (metric usage), or whose spend is watched (metric quota; absent: all)",
     ),
-    field("unit", "string", "hours, bytes or operations"),
+    field(
+        "unit",
+        "string",
+        "hours, bytes or operations (metric usage); the currency symbol, quota.currency.symbol (metric quota)",
+    ),
     field(
         "limit",
         "string",
@@ -104,23 +108,23 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "createUsageThreshold",
         kind: Kind::Sync,
         roles: Roles::ALL,
-        description: "Creates a usage threshold on an account: an alert (type 1003 ALERT.USAGE.THRESHOLD) is raised once per usage period in which the account's quantity of a usage type reaches the limit (Ledgerstack)",
+        description: "Creates a usage threshold on an account: an alert (type 1003 ALERT.USAGE.THRESHOLD) is raised once per usage period in which the account's quantity of a usage type, or its quota spend, reaches the limit (Ledgerstack)",
         params: &[
             required("name", T::String, "a name for the threshold"),
             required(
                 "limit",
                 T::String,
-                "the limit, a decimal: hours for time-based usage types, bytes or operations for counters; with budget, a percentage of the budget",
+                "the limit, a decimal: hours for time-based usage types, bytes or operations for counters, an amount of money for quota spend; with budget, a percentage of the budget",
             ),
             param(
                 "usagetype",
                 T::Integer,
-                "the usage type watched (listUsageTypes); required with metric=usage",
+                "the usage type watched (listUsageTypes); required with metric=usage; with metric=quota, only the spend on this type counts",
             ),
             param(
                 "metric",
                 T::String,
-                "usage (default): a usage type's quantity in the period",
+                "usage (default): a usage type's quantity in the period; quota: quota spend in the period (the charges of the period's usage records, priced so far while the period is open)",
             ),
             param(
                 "budget",
@@ -181,7 +185,11 @@ pub const COMMANDS: &[CommandSpec] = &[
             param("name", T::String, "a new name"),
             param("limit", T::String, "a new limit (decimal)"),
             param("budget", T::String, "a new budget (decimal); 0 removes it"),
-            param("usagetype", T::Integer, "a new usage type"),
+            param(
+                "usagetype",
+                T::Integer,
+                "a new usage type (metric quota: the spend on it only; -1 removes it)",
+            ),
             param(
                 "notifyresolve",
                 T::Boolean,
@@ -317,7 +325,13 @@ fn threshold_json(ctx: &Ctx, state: &State, row: &ThresholdRow) -> Value {
     });
     if let Some(t) = usage_type {
         value["usagetype"] = json!(t as u16);
-        value["unit"] = json!(thresholds::unit_word(t));
+    }
+    match (facts.metric, usage_type) {
+        (ThresholdMetric::Usage, Some(t)) => value["unit"] = json!(thresholds::unit_word(t)),
+        (ThresholdMetric::Quota, _) => {
+            value["unit"] = json!(state.configuration.global("quota.currency.symbol"))
+        }
+        (ThresholdMetric::Usage, None) => {}
     }
     if let Ok(model) = model(state) {
         let raised = model
@@ -364,14 +378,10 @@ async fn create_usage_threshold(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErro
         .ok_or_else(|| ApiError::invalid_param("Unable to verify parameter limit"))?;
     let metric = match call.str("metric").unwrap_or("usage") {
         m if m.eq_ignore_ascii_case("usage") => ThresholdMetric::Usage,
-        m if m.eq_ignore_ascii_case("quota") => {
-            return Err(ApiError::invalid_param(
-                "metric=quota is not available yet: thresholds watch usage quantities (metric=usage)",
-            ));
-        }
+        m if m.eq_ignore_ascii_case("quota") => ThresholdMetric::Quota,
         other => {
             return Err(ApiError::invalid_param(format!(
-                "Unknown metric '{other}': use usage"
+                "Unknown metric '{other}': use usage or quota"
             )));
         }
     };
@@ -422,7 +432,12 @@ async fn update_usage_threshold(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErro
     let new_name = call.str("name").map(name).transpose()?;
     let limit = decimal(call, "limit")?;
     let budget = decimal(call, "budget")?;
-    let usage_type = usage_type(call)?;
+    // -1 clears the type (a quota threshold then watches the spend on every type).
+    let usage_type = match call.int("usagetype")? {
+        Some(-1) => Some(None),
+        Some(_) => Some(usage_type(call)?),
+        None => None,
+    };
     let notify_resolve = call.bool_opt("notifyresolve");
     ctx.decide(THRESHOLD_STREAM, |state| {
         let mut facts = threshold(state, call, id)?.facts.clone();
@@ -436,7 +451,7 @@ async fn update_usage_threshold(ctx: &Ctx, call: &Call) -> Result<Reply, ApiErro
         if let Some(budget) = budget {
             facts.budget = (budget != Decimal::ZERO).then_some(budget);
         }
-        if usage_type.is_some() {
+        if let Some(usage_type) = usage_type {
             facts.usage_type = usage_type;
         }
         if let Some(notify) = notify_resolve {

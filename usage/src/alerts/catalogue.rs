@@ -16,13 +16,16 @@ const fn t(id: u16, name: &'static str) -> AlertType {
 }
 
 impl AlertType {
-    /// Memory capacity crossed `mem.capacity.notificationthreshold`.
+    /// Memory allocated in a cluster crossed
+    /// `cluster.memory.allocated.capacity.notificationthreshold` (see [`super::capacity`]).
     pub const MEMORY: AlertType = t(0, "ALERT.MEMORY");
-    /// CPU capacity crossed `cpu.capacity.notificationthreshold`.
+    /// CPU allocated in a cluster crossed `cluster.cpu.allocated.capacity.notificationthreshold`.
     pub const CPU: AlertType = t(1, "ALERT.CPU");
-    /// Primary storage crossed `storage.capacity.notificationthreshold`.
+    /// Primary storage used crossed `cluster.storage.capacity.notificationthreshold`
+    /// (not measured: Ledgerstack has no primary storage pools).
     pub const STORAGE: AlertType = t(2, "ALERT.STORAGE");
-    /// Public IP addresses crossed `public.ip.capacity.notificationthreshold`.
+    /// Public IPs allocated in a zone crossed
+    /// `zone.virtualnetwork.publicip.capacity.notificationthreshold`.
     pub const PUBLIC_IP: AlertType = t(4, "ALERT.NETWORK.PUBLICIP");
     /// The usage computation is not running or lags.
     pub const USAGE: AlertType = t(13, "ALERT.USAGE");

@@ -7,6 +7,7 @@
 //! `AlertDao.getLastAlert` also stops seeing archived alerts); while an alert of a type is open
 //! for a scope, that type is not raised again for that scope.
 
+pub mod capacity;
 pub mod catalogue;
 pub mod sanity;
 pub mod watcher;

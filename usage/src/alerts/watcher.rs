@@ -11,6 +11,9 @@
 //! - 23 `ALERT.USAGE.SANITY` when [`super::sanity::check`], run after each `USAGE.CLOSE`, finds
 //!   problems; resolved by the first later check that finds none.
 //!
+//! It also raises and resolves the capacity alerts (0 `ALERT.MEMORY`, 1 `ALERT.CPU`, 4
+//! `ALERT.NETWORK.PUBLICIP`) of [`super::capacity`] at every look.
+//!
 //! Every id is derived from its cause (the lagging horizon, the failed run, the checked run),
 //! so a restart or a second node raises nothing twice.
 
@@ -262,6 +265,7 @@ fn look(
         }
     }
     events.extend(recovered_runs(alerts, &status));
+    events.extend(super::capacity::due_events(state, alerts));
     let mut run_at = None;
     if status.last_run_at.is_some() && status.last_run_at != checked {
         events.extend(sanity_events(state, alerts));
