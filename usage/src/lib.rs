@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod model;
 pub mod period;
 pub mod quota;
+pub mod quota_watch;
 pub mod scheduler;
 pub mod thresholds;
 pub mod usage_type;

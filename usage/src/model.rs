@@ -15,7 +15,7 @@ use crate::period::parse_zone;
 use crate::quota::QuotaBook;
 
 /// Bumped whenever a usage row or the fold changes meaning: the store is then rebuilt.
-const USAGE_MODEL_VERSION: &str = "usage-2";
+const USAGE_MODEL_VERSION: &str = "usage-3";
 
 /// The usage read model.
 #[derive(Debug, Default)]
@@ -114,6 +114,8 @@ impl DownstreamModel for UsageModel {
             journal.clear();
             self.ledger.journal = journal;
         }
+        // Balances against thresholds, and quota's own alerts and locks (quota_watch.rs).
+        self.quota.after_event(event);
     }
 
     fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {

@@ -9,17 +9,27 @@
 //!
 //! Money is `rust_decimal`: per-hour rates and GiB conversions are rounded to 8 decimals
 //! half-even as CloudStack's `QuotaManagerImpl` does, and so is each record's charge.
+//!
+//! The book also follows each account's balance against its thresholds: after every event that
+//! changed a balance it notes when the balance went below the account's `min_balance`
+//! ([`Threshold::Low`]) or below zero ([`Threshold::Empty`]) and when it came back. Each such
+//! [`Crossing`] is named by the event that caused it, so the alert the quota watcher
+//! (`crate::quota_watch`) raises for it, and the lock it may take, have ids derived from the
+//! log: a restart or a rebuild raises and locks nothing twice.
+
+use std::collections::BTreeSet;
 
 use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use engine::event::billing::{QuotaCreditsAdded, QuotaTariffDefined};
-use engine::event::{Actor, QuotaEvent};
+use engine::event::{AccountEvent, Actor, AlertEvent, EventBody, QuotaEvent, RecordedEvent};
 use engine::time::Timestamp;
 use projections::table::{PersistedTable, Table};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::alerts::{AlertType, alert_id};
 use crate::ledger::{Ledger, Publication, RecordKey};
 use crate::usage_type::UsageType;
 
@@ -196,8 +206,19 @@ pub struct QuotaAccount {
     pub charges: Decimal,
     /// `min_balance`: below it the balance is low.
     pub min_balance: Decimal,
-    /// `quota_enforce`: whether enforcement may lock the account.
+    /// `quota_enforce`: whether enforcement may lock the account. CloudStack's default is
+    /// false: only an account a `quotaCredits` marked enforceable is ever locked.
     pub enforce: bool,
+    /// The [`Crossing`] (its alert id) the balance is in below `min_balance`, if it is.
+    pub low: Option<Uuid>,
+    /// The [`Crossing`] (its alert id) the balance is in below zero, if it is.
+    pub empty: Option<Uuid>,
+    /// The below-zero crossing in which quota enforcement last locked the account: it is not
+    /// locked again in the same crossing (an admin who enabled it meanwhile overrides it).
+    pub locked_in: Option<Uuid>,
+    /// The account's lock is quota's: no enable or disable came after it. Only such a lock is
+    /// lifted by quota, never one an admin put.
+    pub quota_locked: bool,
 }
 
 impl QuotaAccount {
@@ -218,6 +239,70 @@ pub struct ChargeRow {
     pub charged_at: Timestamp,
 }
 
+/// A threshold an account's balance can fall below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Threshold {
+    /// `min_balance`, when it is above zero (at zero or below it is the empty threshold).
+    Low,
+    /// Zero.
+    Empty,
+}
+
+impl Threshold {
+    /// The alert raised while the balance is below it.
+    pub fn alert_type(self) -> AlertType {
+        match self {
+            Threshold::Low => AlertType::QUOTA_LOW,
+            Threshold::Empty => AlertType::QUOTA_EMPTY,
+        }
+    }
+
+    /// The kind the alert id is derived with, with the cause's id: one per account, since one
+    /// event (a usage close) charges many accounts.
+    pub fn kind(self, account_id: Uuid) -> String {
+        match self {
+            Threshold::Low => format!("quota.low:{account_id}"),
+            Threshold::Empty => format!("quota.empty:{account_id}"),
+        }
+    }
+}
+
+/// A stretch of time an account's balance spent below a threshold. Keyed by the id of the
+/// alert that reports it, derived from the event whose fold took the balance below (a usage
+/// close whose publications were charged, a credit taken away or a `min_balance` raised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crossing {
+    /// The account.
+    pub account_id: Uuid,
+    /// Which threshold.
+    pub threshold: Threshold,
+    /// The event that took the balance below: the alert's cause.
+    pub cause: Uuid,
+    /// When (recorded-at of the cause).
+    pub began_at: Timestamp,
+    /// The balance right after the cause, for the alert's description.
+    pub balance: Decimal,
+    /// The threshold's value then (`min_balance` or zero).
+    pub limit: Decimal,
+    /// When the balance came back to the threshold or above (recorded-at of that event).
+    pub ended_at: Option<Timestamp>,
+    /// Its `ALERT.RAISE` is in the log.
+    pub raised: bool,
+    /// Its `ALERT.RESOLVE` is in the log.
+    pub resolved: bool,
+}
+
+impl Crossing {
+    /// Nothing is left for the watcher to append: it was raised, and resolved once it ended.
+    fn settled(&self) -> bool {
+        self.raised && self.ended_at.is_some() && self.resolved
+    }
+}
+
+/// Where a lock's reason starts when quota enforcement locked the account: how the book tells
+/// its own locks from an admin's.
+pub const LOCK_REASON: &str = "quota balance below zero";
+
 /// The quota tables of the usage model.
 #[derive(Debug)]
 pub struct QuotaBook {
@@ -230,6 +315,12 @@ pub struct QuotaBook {
     /// What each record was charged: corrections are charged the difference, and statements
     /// sum these by account, type and period.
     pub charges: Table<RecordKey, ChargeRow>,
+    /// Crossings the watcher still has to raise or resolve, by alert id; a settled one is
+    /// removed (its alert stays in the alerts model).
+    pub crossings: Table<Uuid, Crossing>,
+    /// Accounts whose balance or minimum changed in the event being folded: only these are
+    /// compared with their thresholds when it ends. Not persisted: emptied every event.
+    touched: BTreeSet<Uuid>,
 }
 
 impl Default for QuotaBook {
@@ -239,6 +330,8 @@ impl Default for QuotaBook {
             credits: Table::new("quota_credits"),
             accounts: Table::new("quota_accounts"),
             charges: Table::new("quota_charges"),
+            crossings: Table::new("quota_crossings"),
+            touched: BTreeSet::new(),
         }
     }
 }
@@ -251,6 +344,7 @@ impl QuotaBook {
             &mut self.credits,
             &mut self.accounts,
             &mut self.charges,
+            &mut self.crossings,
         ]
     }
 
@@ -315,6 +409,7 @@ impl QuotaBook {
             account.enforce = enforce;
         }
         self.accounts.insert(credit.account_id, account);
+        self.touched.insert(credit.account_id);
     }
 
     /// The live tariffs pricing a record of `usage_type` that starts at `start`.
@@ -380,6 +475,109 @@ impl QuotaBook {
         }
         account.charges += amount - before;
         self.accounts.insert(account_id, account);
+        self.touched.insert(account_id);
+    }
+
+    /// Ends the fold of `event`: notes the locks and alerts it records, then compares every
+    /// account it changed with its thresholds, opening a [`Crossing`] caused by `event` where
+    /// the balance went below one and ending it where the balance came back.
+    pub fn after_event(&mut self, event: &RecordedEvent) {
+        let at = event.envelope.recorded_at;
+        match &*event.body {
+            EventBody::Alert(AlertEvent::Raise(raised)) => {
+                self.note_alert(raised.alert_id, |c| c.raised = true)
+            }
+            EventBody::Alert(AlertEvent::Resolve(resolved)) => {
+                self.note_alert(resolved.alert_id, |c| c.resolved = true)
+            }
+            EventBody::Account(AccountEvent::Disable(disabled)) => {
+                let by_quota = disabled.locked
+                    && disabled
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with(LOCK_REASON));
+                if let Some(account) = self.accounts.get_mut(&disabled.account_id) {
+                    account.quota_locked = by_quota;
+                    if by_quota {
+                        account.locked_in = event.envelope.causation_id;
+                    }
+                }
+            }
+            EventBody::Account(AccountEvent::Enable(enabled)) => {
+                if let Some(account) = self.accounts.get_mut(&enabled.account_id) {
+                    account.quota_locked = false;
+                }
+            }
+            _ => {}
+        }
+        for account_id in std::mem::take(&mut self.touched) {
+            self.compare(account_id, event.envelope.id, at);
+        }
+    }
+
+    fn note_alert(&mut self, alert_id: Uuid, note: impl FnOnce(&mut Crossing)) {
+        let Some(crossing) = self.crossings.get_mut(&alert_id) else {
+            return;
+        };
+        note(crossing);
+        if crossing.settled() {
+            self.crossings.remove(&alert_id);
+        }
+    }
+
+    /// Compares one account's balance with its thresholds after the event `cause`.
+    fn compare(&mut self, account_id: Uuid, cause: Uuid, at: Timestamp) {
+        let Some(mut account) = self.accounts.get(&account_id).cloned() else {
+            return;
+        };
+        let balance = account.balance();
+        let opening = |threshold, limit| Crossing {
+            account_id,
+            threshold,
+            cause,
+            began_at: at,
+            balance,
+            limit,
+            ended_at: None,
+            raised: false,
+            resolved: false,
+        };
+        let min = account.min_balance;
+        let low = min > Decimal::ZERO && balance < min;
+        let empty = balance < Decimal::ZERO;
+        let (was_low, was_empty) = (account.low, account.empty);
+        account.low = self.follow(account.low, low, opening(Threshold::Low, min));
+        account.empty = self.follow(
+            account.empty,
+            empty,
+            opening(Threshold::Empty, Decimal::ZERO),
+        );
+        if (account.low, account.empty) != (was_low, was_empty) {
+            self.accounts.insert(account_id, account);
+        }
+    }
+
+    /// The crossing of `opening`'s threshold the account is in after an event: `current` goes
+    /// on while the balance is below, ends when it is not, and `opening` begins when the
+    /// balance went below.
+    fn follow(&mut self, current: Option<Uuid>, below: bool, opening: Crossing) -> Option<Uuid> {
+        match (current, below) {
+            (None, true) => {
+                let id = alert_id(opening.cause, &opening.threshold.kind(opening.account_id));
+                self.crossings.insert(id, opening);
+                Some(id)
+            }
+            (Some(id), false) => {
+                if let Some(crossing) = self.crossings.get_mut(&id) {
+                    crossing.ended_at = Some(opening.began_at);
+                    if crossing.settled() {
+                        self.crossings.remove(&id);
+                    }
+                }
+                None
+            }
+            (current, _) => current,
+        }
     }
 
     /// The account's balance now (zero for an account never credited nor charged).
@@ -459,6 +657,126 @@ mod tests {
             period_end: at(start).add_millis(86_400_000),
             zone: chrono_tz::GMT,
         }
+    }
+
+    /// Folds `body` into `book` as the log would: the event's own fold, then `after_event`.
+    fn fold(book: &mut QuotaBook, id: u128, body: EventBody, causation: Option<Uuid>) {
+        let event = RecordedEvent {
+            envelope: engine::event::Envelope {
+                id: Uuid::from_u128(id),
+                position: engine::event::Position(id as u64),
+                stream: engine::event::StreamId::singleton("quota").unwrap(),
+                version: id as u64,
+                occurred_at: Timestamp::from_millis(id as i64 * 1000),
+                recorded_at: Timestamp::from_millis(id as i64 * 1000),
+                actor: Actor::SYSTEM,
+                correlation_id: None,
+                causation_id: causation,
+                level: engine::event::Level::Info,
+                state: engine::event::EventState::Completed,
+                schema: 1,
+                prev_hash: engine::event::ChainHash::GENESIS,
+            },
+            body: Box::new(body),
+        };
+        if let EventBody::Quota(quota) = &*event.body {
+            book.apply(quota, event.envelope.recorded_at, &Actor::SYSTEM);
+        }
+        book.after_event(&event);
+    }
+
+    fn credit(account: Uuid, amount: &str, min: Option<&str>) -> EventBody {
+        EventBody::Quota(QuotaEvent::Credits(QuotaCreditsAdded {
+            credit_id: Uuid::new_v4(),
+            account_id: account,
+            domain_id: Uuid::nil(),
+            amount: dec(amount),
+            min_balance: min.map(dec),
+            enforce: Some(true),
+        }))
+    }
+
+    #[test]
+    fn crossings_begin_and_end_with_the_balance_and_are_named_by_their_cause() {
+        let account = Uuid::from_u128(0xacc);
+        let mut book = QuotaBook::default();
+        fold(&mut book, 1, credit(account, "100", Some("10")), None);
+        assert!(book.crossings.is_empty());
+        // 5 left: below the minimum of 10, not below zero.
+        fold(&mut book, 2, credit(account, "-95", None), None);
+        let low = alert_id(Uuid::from_u128(2), &Threshold::Low.kind(account));
+        let row = book.accounts.get(&account).unwrap().clone();
+        assert_eq!((row.low, row.empty), (Some(low), None));
+        let crossing = book.crossings.get(&low).unwrap();
+        assert_eq!((crossing.balance, crossing.limit), (dec("5"), dec("10")));
+        // Lower still: the same low crossing goes on, and an empty one begins.
+        fold(&mut book, 3, credit(account, "-1", None), None);
+        fold(&mut book, 4, credit(account, "-6", None), None);
+        let empty = alert_id(Uuid::from_u128(4), &Threshold::Empty.kind(account));
+        let row = book.accounts.get(&account).unwrap().clone();
+        assert_eq!((row.low, row.empty), (Some(low), Some(empty)));
+        // The watcher's raise is noted; a quota lock names its crossing.
+        fold(
+            &mut book,
+            5,
+            crate::alerts::raise_body(
+                low,
+                1001,
+                "ALERT.QUOTA.LOW",
+                String::new(),
+                crate::alerts::AlertScope::account(account),
+            ),
+            None,
+        );
+        assert!(book.crossings.get(&low).unwrap().raised);
+        let lock = |reason: Option<&str>| {
+            EventBody::Account(AccountEvent::Disable(
+                engine::event::identity::AccountDisabled {
+                    account_id: account,
+                    name: "a".into(),
+                    domain_id: Uuid::nil(),
+                    locked: true,
+                    reason: reason.map(str::to_owned),
+                },
+            ))
+        };
+        fold(&mut book, 6, lock(Some(LOCK_REASON)), Some(empty));
+        let row = book.accounts.get(&account).unwrap().clone();
+        assert_eq!((row.quota_locked, row.locked_in), (true, Some(empty)));
+        // Back to 18: both end; the raised low one waits for its resolution, then goes.
+        fold(&mut book, 7, credit(account, "20", None), None);
+        let row = book.accounts.get(&account).unwrap().clone();
+        assert_eq!((row.low, row.empty), (None, None));
+        assert_eq!(
+            book.crossings.get(&low).unwrap().ended_at,
+            Some(Timestamp::from_millis(7000))
+        );
+        fold(
+            &mut book,
+            8,
+            EventBody::Alert(AlertEvent::Resolve(
+                engine::event::operations::AlertResolved {
+                    alert_id: low,
+                    alert_type: 1001,
+                },
+            )),
+            None,
+        );
+        assert!(book.crossings.get(&low).is_none());
+        assert!(book.crossings.get(&empty).is_some(), "never raised yet");
+        // An admin's lock is not quota's.
+        fold(&mut book, 9, lock(None), None);
+        assert!(!book.accounts.get(&account).unwrap().quota_locked);
+    }
+
+    #[test]
+    fn a_minimum_of_zero_raises_no_low_alert() {
+        let account = Uuid::from_u128(0xb0b);
+        let mut book = QuotaBook::default();
+        fold(&mut book, 1, credit(account, "-1", None), None);
+        let row = book.accounts.get(&account).unwrap().clone();
+        assert!(row.low.is_none() && row.empty.is_some());
+        assert_eq!(book.crossings.len(), 1);
     }
 
     #[test]

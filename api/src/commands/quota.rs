@@ -6,6 +6,11 @@
 //! The charges are computed from the log whatever `quota.enable.service` says; with the service
 //! disabled every command but `quotaIsEnabled` is refused (CloudStack does not even register
 //! them). Amounts are exact decimals rendered as JSON strings, never floats.
+//!
+//! The QUOTA_LOW / QUOTA_EMPTY alerts and the enforcement locks that credits and charges imply
+//! are appended by the quota watcher (`usage::quota_watch`), not by these commands, so a
+//! balance that crosses a threshold through a usage close is handled exactly like one that
+//! crosses it through `quotaCredits`.
 
 use std::str::FromStr;
 
