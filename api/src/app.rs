@@ -104,6 +104,8 @@ pub struct Running {
     usage_scheduler: usage::scheduler::SchedulerHandle,
     threshold_watcher: usage::thresholds::WatcherHandle,
     alert_watcher: usage::alerts::watcher::WatcherHandle,
+    delivery_worker: usage::delivery::worker::WorkerHandle,
+    quota_watcher: usage::quota_watch::WatcherHandle,
     listener: tokio::net::TcpListener,
 }
 
@@ -194,6 +196,14 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         usage::thresholds::start(shared_store.clone(), models.clone(), clock.clone());
     let alert_watcher =
         usage::alerts::watcher::start(shared_store.clone(), models.clone(), clock.clone());
+    // The worker opens sink secrets itself: its own copy of the master keys the server uses.
+    let delivery_worker = usage::delivery::worker::start(
+        shared_store.clone(),
+        models.clone(),
+        clock.clone(),
+        MasterKeys::open(&options.data_dir)?,
+    );
+    let quota_watcher = usage::quota_watch::start(shared_store.clone(), models.clone());
     let ctx = Ctx::new(Shared {
         store: shared_store,
         models,
@@ -233,6 +243,8 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         usage_scheduler,
         threshold_watcher,
         alert_watcher,
+        delivery_worker,
+        quota_watcher,
         listener,
     })
 }
@@ -248,6 +260,8 @@ impl Running {
         self.usage_scheduler.stop().await;
         self.threshold_watcher.stop().await;
         self.alert_watcher.stop().await;
+        self.delivery_worker.stop().await;
+        self.quota_watcher.stop().await;
         self.orchestrator.stop().await;
         self.runner.stop().await;
         let head = self.store.head().await.map(|p| p.0).unwrap_or(0);

@@ -305,3 +305,150 @@ async fn the_worker_retries_with_backoff_and_records_each_attempt() {
     assert_eq!(payload["type"], 13);
     f.runner.stop().await;
 }
+
+/// What the loopback SMTP server accepted: (MAIL FROM, RCPT TOs, the message as sent).
+type Mails = Arc<Mutex<Vec<(String, Vec<String>, String)>>>;
+
+/// A minimal SMTP server (RFC 5321's commands lettre sends, no extensions): answers 451 to the
+/// first `refuse` messages' DATA, then accepts.
+async fn smtp_server(refuse: usize) -> (u16, Mails) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails: Mails = Arc::default();
+    let out = mails.clone();
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+            let (mut from, mut to) = (String::new(), Vec::new());
+            while let Ok(Some(line)) = lines.next_line().await {
+                let upper = line.to_ascii_uppercase();
+                let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                    b"250 test\r\n"
+                } else if upper.starts_with("MAIL FROM:") {
+                    from = line[10..].trim().to_owned();
+                    b"250 OK\r\n"
+                } else if upper.starts_with("RCPT TO:") {
+                    to.push(line[8..].trim().to_owned());
+                    b"250 OK\r\n"
+                } else if upper == "DATA" {
+                    write.write_all(b"354 go ahead\r\n").await.unwrap();
+                    let mut message = String::new();
+                    while let Ok(Some(data)) = lines.next_line().await {
+                        if data == "." {
+                            break;
+                        }
+                        message.push_str(&data);
+                        message.push('\n');
+                    }
+                    count += 1;
+                    if count <= refuse {
+                        b"451 4.3.0 try again later\r\n"
+                    } else {
+                        out.lock()
+                            .unwrap()
+                            .push((from.clone(), to.clone(), message));
+                        b"250 OK queued\r\n"
+                    }
+                } else if upper == "QUIT" {
+                    write.write_all(b"221 bye\r\n").await.unwrap();
+                    break;
+                } else if upper == "RSET" || upper == "NOOP" {
+                    b"250 OK\r\n"
+                } else {
+                    b"502 not implemented\r\n"
+                };
+                write.write_all(reply).await.unwrap();
+            }
+        }
+    });
+    (port, mails)
+}
+
+#[tokio::test]
+async fn e_mail_sinks_send_through_smtp_with_the_key_in_the_headers() {
+    let f = fixture().await;
+    let (port, mails) = smtp_server(1).await;
+    let sink_id = Uuid::new_v4();
+    f.append(EventBody::AlertDelivery(AlertDeliveryEvent::SinkCreate(
+        AlertSinkDefined {
+            sink_id,
+            name: "mail".into(),
+            kind: AlertSinkKind::Email,
+            alert_types: vec![],
+            url: None,
+            secret: None,
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: Some(port),
+            smtp_username: None,
+            smtp_password: None,
+            email_from: Some("Ledgerstack <alerts@ledgerstack.test>".into()),
+            email_to: vec!["ops@example.org".into(), "oncall@example.org".into()],
+            max_attempts: 3,
+        },
+    )))
+    .await;
+    let alert_id = Uuid::new_v4();
+    let notification = f.append(raise(alert_id, 13)).await;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let worker = delivery::worker::start(
+        f.store.clone(),
+        f.models.clone(),
+        Arc::new(f.clock.clone()),
+        MasterKeys::open_or_create(keys_dir.path()).unwrap(),
+    );
+    let key = idempotency_key(notification, sink_id);
+    let state_of = |models: &ReadModels| {
+        let state = models.read();
+        delivery::of(&state)
+            .unwrap()
+            .deliveries()
+            .find(|d| d.key == key)
+            .unwrap()
+            .clone()
+    };
+    for _ in 0..200 {
+        if state_of(&f.models).attempts == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = state_of(&f.models);
+    assert_eq!(failed.state, DeliveryState::Pending);
+    assert!(failed.last_error.unwrap().contains("451"));
+    f.clock.advance_millis(30_000);
+    for _ in 0..200 {
+        if state_of(&f.models).state == DeliveryState::Delivered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state_of(&f.models).state, DeliveryState::Delivered);
+    worker.stop().await;
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let (from, to, message) = &mails[0];
+    assert_eq!(from, "<alerts@ledgerstack.test>");
+    assert_eq!(to, &["<ops@example.org>", "<oncall@example.org>"]);
+    let header = |name: &str| {
+        message
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("X-Ledgerstack-Idempotency-Key"), key.to_string());
+    assert_eq!(header("Message-ID"), format!("<{key}@alerts.ledgerstack>"));
+    assert_eq!(header("Subject"), "ALERT.USAGE: usage job failed");
+    // Dated by the server's (here manual) clock at the attempt, not the wall clock.
+    assert_eq!(header("Date"), "Fri, 15 Jan 2027 08:00:30 +0000");
+    let (_, body) = message.split_once("\n\n").unwrap();
+    assert!(body.starts_with(&format!("idempotencykey: {key}\nnotificationid: {notification}\nkind: raise\nalertid: {alert_id}\ntype: 13\nname: ALERT.USAGE\n")));
+    assert!(body.contains("accountid: -\nzoneid: -\n"), "{message}");
+    f.runner.stop().await;
+}

@@ -7,6 +7,7 @@
 //! between raise and delivery therefore loses nothing: the rebuilt model still holds the
 //! delivery, and the worker attempts it again.
 
+pub mod email;
 pub mod worker;
 
 use compact_str::CompactString;
@@ -32,6 +33,24 @@ const DELIVERY_MODEL_VERSION: &str = "delivery-1";
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_bytes([
     0x6c, 0x65, 0x64, 0x67, 0x65, 0x72, 0x61, 0x6c, 0x65, 0x72, 0x74, 0x2d, 0x6b, 0x65, 0x79, 0x31,
 ]);
+
+/// The stream sink definitions are decided on (`createAlertSink` & co.): their own, so the
+/// worker's attempts (on [`worker::ALERT_DELIVERY_STREAM`]) never race an admin's change.
+pub const ALERT_SINKS_STREAM: &str = "alert_sinks";
+
+/// The context a webhook sink's secret is sealed with: the sink's id, so a sealed secret copied
+/// into another sink's event does not open.
+pub fn secret_context(sink_id: Uuid) -> Vec<u8> {
+    sink_id.as_bytes().to_vec()
+}
+
+/// The context an e-mail sink's SMTP password is sealed with: the sink's id and a label, so it
+/// cannot be swapped with a webhook secret either.
+pub fn password_context(sink_id: Uuid) -> Vec<u8> {
+    let mut context = sink_id.as_bytes().to_vec();
+    context.extend_from_slice(b"/smtp-password");
+    context
+}
 
 /// The key a receiver deduplicates by: the same on every attempt of one notification to one
 /// sink, different for every other pair.

@@ -1,7 +1,7 @@
 //! The delivery worker: the one place alerts leave the server. It reads the outbox from the
-//! delivery model, attempts every due delivery (webhooks over HTTP), and records each attempt
-//! as `ALERT.DELIVERY.DONE` or `ALERT.DELIVERY.FAILED` with an id derived from (delivery,
-//! attempt), so a restart never records an attempt twice.
+//! delivery model, attempts every due delivery (webhooks over HTTP, e-mail through SMTP), and
+//! records each attempt as `ALERT.DELIVERY.DONE` or `ALERT.DELIVERY.FAILED` with an id derived
+//! from (delivery, attempt), so a restart never records an attempt twice.
 //!
 //! The attempt is made before it is recorded: a crash in between makes the delivery pending
 //! again after restart and the receiver sees the same idempotency key twice. Delivery is at
@@ -28,7 +28,9 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{Delivery, attempt_event_id, backoff_ms, signature};
+use super::{
+    Delivery, attempt_event_id, backoff_ms, email, password_context, secret_context, signature,
+};
 
 /// How often the worker looks for due deliveries (a manual clock's jump is seen at the next look).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
@@ -140,12 +142,13 @@ pub fn start(
         // Attempts recorded but perhaps not yet folded into the model: not attempted again.
         let mut recorded: HashMap<Uuid, u32> = HashMap::new();
         loop {
-            let due = look(&models, clock.now(), &mut recorded);
+            let now = clock.now();
+            let due = look(&models, now, &mut recorded);
             let mut attempts = JoinSet::new();
             for (delivery, sink) in due.deliveries {
                 let keys = keys.clone();
                 attempts.spawn(async move {
-                    let outcome = attempt(&sink, &delivery, &keys).await;
+                    let outcome = attempt(&sink, &delivery, &keys, now).await;
                     (delivery, sink, outcome)
                 });
             }
@@ -286,11 +289,12 @@ async fn record(store: &dyn EventStore, event: NewEvent) -> Result<(), String> {
     }
 }
 
-/// One attempt to deliver to a sink.
+/// One attempt to deliver to a sink, at `now`.
 async fn attempt(
     sink: &AlertSinkDefined,
     delivery: &Delivery,
     keys: &MasterKeys,
+    now: Timestamp,
 ) -> Result<(), String> {
     match sink.kind {
         AlertSinkKind::Webhook => {
@@ -301,7 +305,7 @@ async fn attempt(
             let url = WebhookUrl::parse(url).map_err(|e| e.to_string())?;
             let secret = match &sink.secret {
                 Some(sealed) => keys
-                    .open_sealed(sealed, sink.sink_id.as_bytes())
+                    .open_sealed(sealed, &secret_context(sink.sink_id))
                     .map_err(|e| format!("opening the sink's secret: {e}"))?,
                 None => Vec::new(),
             };
@@ -314,7 +318,30 @@ async fn attempt(
                 Err(_) => Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())),
             }
         }
-        AlertSinkKind::Email => Err("e-mail sinks are not supported by this server".to_owned()),
+        AlertSinkKind::Email => {
+            let password = match &sink.smtp_password {
+                Some(sealed) => {
+                    let plain = keys
+                        .open_sealed(sealed, &password_context(sink.sink_id))
+                        .map_err(|e| format!("opening the sink's SMTP password: {e}"))?;
+                    Some(
+                        String::from_utf8(plain)
+                            .map_err(|_| "the sink's SMTP password is not UTF-8".to_owned())?,
+                    )
+                }
+                None => None,
+            };
+            // lettre's own timeout bounds each SMTP command; this one bounds the whole attempt.
+            match tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                email::send(sink, delivery, password, now, ATTEMPT_TIMEOUT),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())),
+            }
+        }
     }
 }
 
