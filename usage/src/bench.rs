@@ -10,7 +10,7 @@
 //!   [`INCREMENTAL_TARGET`] times cheaper.
 //! - **Persisting**: after each close, the records it published are written to a sled tree the
 //!   way the runner writes tables (`PersistedTable::drain_dirty` into one `sled::Batch`,
-//!   `apply_batch`), timed apart from the fold, plus a final flush.
+//!   `apply_batch`) and flushed to disk, timed apart from the fold.
 //! - **DuckDB**: the events exported from the log to CSV; `scripts/usage_duckdb.py` pairs them
 //!   into intervals and clips them into the same local days with SQL (ICU time zones), timed from
 //!   its start to its records in memory (and, inside DuckDB, from CSV and from Parquet). Its
@@ -791,6 +791,8 @@ async fn fold(
     tree_dir: &Path,
     progress: &dyn BenchProgress,
 ) -> Result<Folded, UsageBenchError> {
+    // Flushed after each close, not in the background: the flush is part of persisting, and
+    // sled keeps every unflushed write in memory (a full-size run would not fit).
     let db = sled::Config::new()
         .path(tree_dir)
         .flush_every_ms(None)
@@ -819,6 +821,7 @@ async fn fold(
                 let mut rows = sled::Batch::default();
                 model.ledger.records.drain_dirty(&mut rows)?;
                 tree.apply_batch(rows)?;
+                db.flush()?;
                 persist += persisting.elapsed();
             } else {
                 model.apply(event, &upstream);
