@@ -10,7 +10,8 @@
 //!   [`INCREMENTAL_TARGET`] times cheaper.
 //! - **Persisting**: after each close, the records it published are written to a sled tree the
 //!   way the runner writes tables (`PersistedTable::drain_dirty` into one `sled::Batch`,
-//!   `apply_batch`) and flushed to disk, timed apart from the fold.
+//!   `apply_batch`) and flushed to disk, timed apart from the fold (in one sled database per 30
+//!   days: sled holds several times its data in memory, and a full year would not fit).
 //! - **DuckDB**: the events exported from the log to CSV; `scripts/usage_duckdb.py` pairs them
 //!   into intervals and clips them into the same local days with SQL (ICU time zones), timed from
 //!   its start to its records in memory (and, inside DuckDB, from CSV and from Parquet). Its
@@ -803,14 +804,7 @@ async fn fold(
     tree_dir: &Path,
     progress: &dyn BenchProgress,
 ) -> Result<Folded, UsageBenchError> {
-    // Flushed after each close, not in the background: the flush is part of persisting, and
-    // sled keeps every unflushed write in memory (a full-size run would not fit).
-    let db = sled::Config::new()
-        .path(tree_dir)
-        .cache_capacity(256 * 1024 * 1024)
-        .flush_every_ms(None)
-        .open()?;
-    let tree = db.open_tree("read-models")?;
+    let mut shards = RecordShards::new(tree_dir);
     let upstream = projections::State::default();
     let mut model = UsageModel::default();
     let mut closes = Vec::new();
@@ -831,10 +825,7 @@ async fn fold(
                 model.apply(event, &upstream);
                 closes.push(close.elapsed());
                 let persisting = Instant::now();
-                let mut rows = sled::Batch::default();
-                model.ledger.records.drain_dirty(&mut rows)?;
-                tree.apply_batch(rows)?;
-                db.flush()?;
+                shards.persist(&mut model.ledger.records)?;
                 persist += persisting.elapsed();
             } else {
                 model.apply(event, &upstream);
@@ -843,12 +834,8 @@ async fn fold(
         events += batch.len() as u64;
         progress.progress(events);
     }
-    let persisting = Instant::now();
-    db.flush()?;
-    persist += persisting.elapsed();
     let elapsed = started.elapsed().saturating_sub(persist);
-    let persisted_rows = tree.len() as u64;
-    let persisted_bytes = db.size_on_disk()?;
+    let (persisted_rows, persisted_bytes) = shards.finish()?;
 
     let ledger = &model.ledger;
     let mut records: Vec<Row> = ledger
@@ -888,6 +875,78 @@ async fn fold(
         records,
         charging,
     })
+}
+
+/// Where the fold persists the records: a sled database per [`CLOSES_PER_SHARD`] closes, each
+/// batch flushed to disk. Sharded because sled 0.34 holds several times a tree's size on disk
+/// in memory: one database of a full year's records does not fit in 24 GiB beside the model.
+/// The writes, their batching and the flushes are the runner's; only the database is split.
+struct RecordShards {
+    dir: PathBuf,
+    open: Option<(sled::Db, sled::Tree)>,
+    closes: u32,
+    done: u32,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Closes (days) persisted into one sled database.
+const CLOSES_PER_SHARD: u32 = 30;
+
+impl RecordShards {
+    fn new(dir: &Path) -> Self {
+        RecordShards {
+            dir: dir.to_owned(),
+            open: None,
+            closes: 0,
+            done: 0,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Writes the rows changed since the last call in one batch, and flushes.
+    fn persist(
+        &mut self,
+        records: &mut dyn PersistedTable,
+    ) -> Result<(), UsageBenchError> {
+        if self.open.is_none() {
+            let db = sled::Config::new()
+                .path(self.dir.join(format!("shard-{:03}", self.done)))
+                .flush_every_ms(None)
+                .open()?;
+            let tree = db.open_tree("read-models")?;
+            self.open = Some((db, tree));
+        }
+        if let Some((db, tree)) = &self.open {
+            let mut rows = sled::Batch::default();
+            records.drain_dirty(&mut rows)?;
+            tree.apply_batch(rows)?;
+            db.flush()?;
+        }
+        self.closes += 1;
+        if self.closes == CLOSES_PER_SHARD {
+            self.close_shard()?;
+        }
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<(), UsageBenchError> {
+        if let Some((db, tree)) = self.open.take() {
+            db.flush()?;
+            self.rows += tree.len() as u64;
+            self.bytes += db.size_on_disk()?;
+            self.done += 1;
+            self.closes = 0;
+        }
+        Ok(())
+    }
+
+    /// Rows written and bytes on disk over every shard.
+    fn finish(mut self) -> Result<(u64, u64), UsageBenchError> {
+        self.close_shard()?;
+        Ok((self.rows, self.bytes))
+    }
 }
 
 /// Charges every record of `model` again in a fresh quota book with `tariffs`, and checks each
