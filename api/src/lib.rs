@@ -15,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod jobs;
 pub mod lifecycle_bench;
+pub mod metrics;
 pub mod network_implementation;
 pub mod protocol;
 pub mod registry;

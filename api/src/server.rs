@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use serde_json::Value;
 use tracing::debug;
 use uuid::Uuid;
@@ -32,7 +32,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most distinct parameters in one call (431 beyond).
 pub const MAX_PARAMS: usize = 1024;
 
-/// The router serving `/client/api` (and `/client/api/`), and the usage export.
+/// The router serving `/client/api` (and `/client/api/`), the usage export, and the
+/// unauthenticated operator endpoints `/metrics`, `/healthz` and `/readyz` (`docs/operators.md`).
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/client/api", any(handle))
@@ -41,6 +42,9 @@ pub fn router(ctx: Ctx) -> Router {
             crate::usage_download::PATH,
             any(crate::usage_download::handle),
         )
+        .route("/metrics", get(crate::metrics::metrics))
+        .route("/healthz", get(crate::metrics::healthz))
+        .route("/readyz", get(crate::metrics::readyz))
         .with_state(ctx)
 }
 
@@ -67,9 +71,28 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mut command = crate::metrics::UNKNOWN_COMMAND;
+    let response = respond(&ctx, remote, method, uri, headers, body, &mut command).await;
+    ctx.metrics
+        .count_request(command, response.status().as_u16());
+    response
+}
+
+/// One `/client/api` request; sets `command` to the metrics label of the command it named as
+/// soon as that is known.
+async fn respond(
+    ctx: &Ctx,
+    remote: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    command: &mut &'static str,
+) -> Response {
     let mut params = Params::default();
     let query = uri.query().unwrap_or_default();
     params.merge_urlencoded(&query.as_bytes()[..query.len().min(MAX_QUERY_BYTES)]);
+    *command = crate::metrics::command_label(params.get("command"));
     let format = Format::from_param(params.get("response"));
     let envelope = envelope_for(&params);
     if query.len() > MAX_QUERY_BYTES {
@@ -92,6 +115,7 @@ async fn handle(
         params.merge_urlencoded(&body);
     }
     // The command and format may come in the form body only.
+    *command = crate::metrics::command_label(params.get("command"));
     let format = Format::from_param(params.get("response"));
     let envelope = envelope_for(&params);
     if params.len() > MAX_PARAMS {
@@ -107,7 +131,7 @@ async fn handle(
         params,
         remote,
     };
-    match dispatch(&ctx, request).await {
+    match dispatch(ctx, request).await {
         Ok(answer) => {
             let text = render(&envelope, answer.body, format);
             let mut response = (StatusCode::OK, text).into_response();

@@ -9,7 +9,8 @@
 //! every result event has an id derived from its command (DESIGN.md invariants 5 and 9), so a
 //! result appended twice is stored once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use engine::event::{
     NetEvent, NetworkOfferingEvent, NewEvent, NicEvent, RouterEvent, SecurityGroupEvent,
     StaticNatEvent, StreamId, VmEvent, VmSnapshotEvent, VolumeEvent,
 };
+use engine::store::embedded::histogram::{Histogram, LATENCY_BOUNDS_MICROS};
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
 use tokio::sync::oneshot;
@@ -46,9 +48,63 @@ const IDLE_WAKE: Duration = Duration::from_millis(250);
 pub struct OrchestratorHandle {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    stats: Arc<DriverStats>,
+}
+
+/// How driver commands went since this start, per command (the agent name, `StartCommand`),
+/// for the server's metrics. Kept in memory only: the log holds every outcome for good.
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    by_command: Mutex<BTreeMap<&'static str, Arc<DriverCommandStats>>>,
+}
+
+/// One command kind's figures.
+#[derive(Debug)]
+pub struct DriverCommandStats {
+    /// Microseconds from handing the command to its driver to the driver's answer (success or
+    /// failure; recording the result in the log is not included).
+    pub latency_micros: Histogram,
+    /// Commands the driver answered with a failure (each appended as `DRIVER.FAILED`).
+    pub failures: AtomicU64,
+}
+
+impl DriverStats {
+    /// The figures of every command kind run so far, by agent name.
+    pub fn snapshot(&self) -> Vec<(&'static str, Arc<DriverCommandStats>)> {
+        self.by_command
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, stats)| (*name, stats.clone()))
+            .collect()
+    }
+
+    fn record(&self, command: &'static str, elapsed: Duration, failed: bool) {
+        let stats = self
+            .by_command
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(command)
+            .or_insert_with(|| {
+                Arc::new(DriverCommandStats {
+                    latency_micros: Histogram::new(LATENCY_BOUNDS_MICROS),
+                    failures: AtomicU64::new(0),
+                })
+            })
+            .clone();
+        stats.latency_micros.observe_micros(elapsed);
+        if failed {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl OrchestratorHandle {
+    /// Driver command latency and failures since this start.
+    pub fn stats(&self) -> Arc<DriverStats> {
+        self.stats.clone()
+    }
+
     /// Stops taking new commands and waits for the loop to end (commands in flight are
     /// abandoned; their results are missing, so the next start re-issues them).
     pub async fn stop(mut self) {
@@ -67,6 +123,8 @@ struct Orchestrator {
     network: Arc<dyn NetworkDriver>,
     clock: Arc<dyn Clock>,
     in_flight: Mutex<BTreeSet<Uuid>>,
+    /// Latency and failures per command kind, read by the metrics endpoint.
+    stats: Arc<DriverStats>,
     /// Woken when a command is no longer in flight, so the one queued behind it on the same
     /// device starts at once rather than at the next idle wake.
     finished: tokio::sync::Notify,
@@ -111,6 +169,7 @@ pub fn start(
     clock: Arc<dyn Clock>,
 ) -> OrchestratorHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
+    let stats = Arc::new(DriverStats::default());
     let orchestrator = Arc::new(Orchestrator {
         store,
         models,
@@ -118,12 +177,14 @@ pub fn start(
         network,
         clock,
         in_flight: Mutex::new(BTreeSet::new()),
+        stats: stats.clone(),
         finished: tokio::sync::Notify::new(),
     });
     let task = tokio::spawn(orchestrator.run(stop_rx));
     OrchestratorHandle {
         stop: Some(stop_tx),
         task,
+        stats,
     }
 }
 
@@ -285,10 +346,17 @@ impl Orchestrator {
 
     async fn execute(self: Arc<Self>, pending: PendingCommand) {
         let id = pending.command.id;
+        // A monotonic interval for the latency metric; nothing here reads the wall clock.
+        let started = std::time::Instant::now();
         let outcome = match &pending.command.action {
             DriverAction::Network(action) => self.network.execute_network(id, action.clone()).await,
             _ => self.driver.execute(pending.command.clone()).await,
         };
+        self.stats.record(
+            pending.command.action.kind().agent_name(),
+            started.elapsed(),
+            outcome.is_err(),
+        );
         let events = {
             let state = self.models.read();
             match &outcome {

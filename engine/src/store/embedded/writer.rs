@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::format::{self, SEGMENT_HEADER_LEN, SegmentHeader, encode_frame, mark_commit};
 use super::fs::LogFs;
+use super::histogram::{BATCH_BOUNDS_EVENTS, Histogram, LATENCY_BOUNDS_MICROS};
 use super::id_filter::IdFilter;
 use super::index::{Index, IndexEntry, IndexQueue, UnindexedTail};
 use super::segments::{Location, SPARSE_EVERY, Segment, SegmentSet, segment_name};
@@ -36,7 +37,7 @@ pub(crate) struct AppendRequest {
 }
 
 /// Counters the writer keeps for benchmarks and metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// fdatasync calls that committed at least one event.
     pub fsyncs: AtomicU64,
@@ -44,6 +45,23 @@ pub struct WriterStats {
     pub events: AtomicU64,
     /// Append requests answered.
     pub appends: AtomicU64,
+    /// Events per fdatasync: how well group commit shares fsyncs among concurrent appenders.
+    pub fsync_batch_events: Histogram,
+    /// Microseconds from an append's submission to its answer (queueing, write and fsync):
+    /// what a command waits for the log.
+    pub append_latency_micros: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            fsyncs: AtomicU64::default(),
+            events: AtomicU64::default(),
+            appends: AtomicU64::default(),
+            fsync_batch_events: Histogram::new(BATCH_BOUNDS_EVENTS),
+            append_latency_micros: Histogram::new(LATENCY_BOUNDS_MICROS),
+        }
+    }
 }
 
 /// What the writer knows to decide appends without waiting for sled: every stream touched since
@@ -336,6 +354,9 @@ impl Writer {
         self.stats
             .events
             .fetch_add(sequenced.len() as u64, Ordering::Relaxed);
+        self.stats
+            .fsync_batch_events
+            .observe(sequenced.len() as u64);
 
         let segment = self.active.first_position;
         let mut written = Written {
