@@ -27,6 +27,9 @@ pub(crate) enum BenchCommand {
     /// log), one more daily close against the whole year, persisting the records, and DuckDB
     /// computing the same records from the same events (which must be equal).
     Usage(UsageArgs),
+    /// Export and verify (of the export and of the data directory) in events per second,
+    /// against raw replay of the same log.
+    Export(crate::audit::BenchExportArgs),
 }
 
 /// Arguments of `ledgerstack bench usage`.
@@ -124,6 +127,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Api(args) => api_bench(args).await,
         BenchCommand::Lifecycle(args) => lifecycle_bench(args).await,
         BenchCommand::Usage(args) => usage_bench(args).await,
+        BenchCommand::Export(args) => crate::audit::bench_export(args).await,
     }
 }
 

@@ -13,6 +13,9 @@
 //!   names one that exists in the log or is created earlier in the file;
 //! - an id already in the log must be the same event (it is then skipped: importing a file
 //!   twice appends nothing the second time).
+//!
+//! The final `{"chain_head": ...}` line of a `ledgerstack export` is accepted and skipped
+//! (`ledgerstack verify` is what checks it).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use engine::clock::{Clock, SystemClock};
+use engine::clock::{Clock, ManualClock, SystemClock};
 use engine::event::{
     AccountEvent, Actor, ChainHash, DiskOfferingEvent, DomainEvent, EventBody, EventState,
     EventType, Level, NewEvent, Position, RecordedEvent, ServiceOfferingEvent, StreamId,
@@ -74,8 +77,7 @@ struct ImportLine {
     _position: Option<Position>,
     #[serde(rename = "version")]
     _version: Option<u64>,
-    #[serde(rename = "recorded_at")]
-    _recorded_at: Option<Timestamp>,
+    recorded_at: Option<Timestamp>,
     #[serde(rename = "prev_hash")]
     _prev_hash: Option<ChainHash>,
 }
@@ -88,6 +90,9 @@ struct Line {
     event: NewEvent,
     /// The ids the payload refers to, by kind.
     references: Vec<(Kind, Uuid)>,
+    /// When the source log recorded it (an export carries it): kept when the whole log is
+    /// restored into an empty one, see [`import`].
+    recorded_at: Option<Timestamp>,
 }
 
 /// What a payload id refers to (by its JSON member name).
@@ -159,7 +164,13 @@ pub(crate) async fn run(args: ImportArgs) -> Result<()> {
     if !args.data_dir.is_dir() {
         bail!("no data directory at {}", args.data_dir.display());
     }
-    let store = match EmbeddedStore::open(&args.data_dir, EmbeddedOptions::default()) {
+    // Recorded-at comes from this clock: the system's time, or the source's when restoring.
+    let clock = ManualClock::new(Timestamp::EPOCH);
+    let options = EmbeddedOptions {
+        clock: Arc::new(clock.clone()),
+        ..EmbeddedOptions::default()
+    };
+    let store = match EmbeddedStore::open(&args.data_dir, options) {
         Ok(store) => store,
         Err(StoreError::Locked { path }) => bail!(
             "the event log in {} is locked ({}): a ledgerstack server is running on this data directory; stop it before importing",
@@ -171,7 +182,7 @@ pub(crate) async fn run(args: ImportArgs) -> Result<()> {
                 .with_context(|| format!("opening the event log in {}", args.data_dir.display()));
         }
     };
-    let result = import(&store, &args, lines).await;
+    let result = import(&store, &clock, &args, lines).await;
     store.close();
     let summary = result?;
     println!(
@@ -191,8 +202,22 @@ struct Summary {
     head: Position,
 }
 
-async fn import(store: &EmbeddedStore, args: &ImportArgs, lines: Vec<Line>) -> Result<Summary> {
+/// Checks the lines against the log and appends the new ones.
+///
+/// Into an empty log, a file whose every line carries `recorded_at` (an export) is a
+/// **restore**: each event keeps the recorded-at of the source, so the restored log is the
+/// source's, hash chain included, and its read models (which keep recorded-at, e.g. in usage
+/// records) digest the same. Otherwise the store stamps recorded-at from the system clock.
+async fn import(
+    store: &EmbeddedStore,
+    clock: &ManualClock,
+    args: &ImportArgs,
+    lines: Vec<Line>,
+) -> Result<Summary> {
     let log: Arc<dyn EventStore> = Arc::new(store.clone());
+    let restore = log.head().await? == Position::START
+        && !lines.is_empty()
+        && lines.iter().all(|l| l.recorded_at.is_some());
     let known = known_ids(log.clone(), &args.data_dir).await?;
     let scan = scan_log(log.as_ref(), &lines).await?;
     let limit = SystemClock.now().max(scan.last_recorded_at);
@@ -213,9 +238,12 @@ async fn import(store: &EmbeddedStore, args: &ImportArgs, lines: Vec<Line>) -> R
         .peekable();
     while let Some(line) = pending.next() {
         let stream = line.stream;
+        let recorded_at = line.recorded_at.filter(|_| restore);
+        clock.advance_to(recorded_at.unwrap_or_else(|| SystemClock.now()));
         let mut batch = vec![line.event];
         while batch.len() < BATCH
-            && let Some(next) = pending.next_if(|l| l.stream == stream)
+            && let Some(next) = pending
+                .next_if(|l| l.stream == stream && (!restore || l.recorded_at == recorded_at))
         {
             batch.push(next.event);
         }
@@ -231,7 +259,7 @@ async fn import(store: &EmbeddedStore, args: &ImportArgs, lines: Vec<Line>) -> R
     }
     bar.finish_and_clear();
     let head = log.head().await?;
-    info!(appended, present, head = head.0, "import finished");
+    info!(appended, present, head = head.0, restore, "import finished");
     Ok(Summary {
         appended,
         present,
@@ -261,6 +289,7 @@ fn parse_file(path: &Path) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
     let mut problems = Problems::default();
     let mut ids: HashMap<Uuid, usize> = HashMap::new();
+    let mut trailer_line: Option<usize> = None;
     for (index, raw) in BufReader::new(file).split(b'\n').enumerate() {
         let number = index + 1;
         let raw = raw.with_context(|| format!("reading {}", path.display()))?;
@@ -271,6 +300,20 @@ fn parse_file(path: &Path) -> Result<Vec<Line>> {
         };
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.trim().is_empty() {
+            continue;
+        }
+        if let Some(trailer) = trailer_line {
+            problems.add(
+                number,
+                format!("follows the final chain_head line of an export (line {trailer})"),
+            );
+        }
+        // The last line of `ledgerstack export` states the chain head; it is no event.
+        if audit::Trailer::looks_like(text) {
+            if let Err(e) = audit::Trailer::parse(text) {
+                problems.add(number, format!("not a valid chain_head line: {e}"));
+            }
+            trailer_line = Some(number);
             continue;
         }
         match parse_line(text) {
@@ -324,6 +367,7 @@ fn parse_line(text: &str) -> Result<Line, String> {
         stream: parsed.stream,
         event,
         references,
+        recorded_at: parsed.recorded_at,
     })
 }
 

@@ -3,7 +3,9 @@
 //! arguments into calls and results into output.
 
 mod admin;
+mod audit;
 mod bench;
+mod call;
 mod import;
 mod serve;
 mod state;
@@ -65,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// `export` and `verify`: the log as JSON Lines for auditors, and checking it.
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
+    /// `call` and `sign`: a CloudStack API client.
+    #[command(flatten)]
+    Client(call::ClientCommand),
 }
 
 /// The data directory used when `--data-dir` is not given.
@@ -98,6 +106,8 @@ fn main() -> Result<()> {
             Command::Import(args) => import::run(args).await,
             Command::Usage { which } => usage_export::run(which).await,
             Command::Bench { which } => bench::run(which).await,
+            Command::Audit(which) => audit::run(which).await,
+            Command::Client(which) => call::run(which).await,
         }
     })
 }

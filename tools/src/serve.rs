@@ -89,27 +89,42 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             running.interrupted_jobs
         );
     }
+    // Listening for the signals before the ready line: a supervisor may send SIGTERM as soon as
+    // it reads it, and an unhandled SIGTERM would kill the process without a clean stop.
+    let shutdown = ShutdownSignals::listen()?;
     info!(%endpoint, data_dir = %args.data_dir.display(), "serving");
     println!(
         "Ledgerstack API on {endpoint} (data in {}). Ctrl-C stops.",
         args.data_dir.display()
     );
     let events = running
-        .serve(async {
-            let _ = shutdown_signal().await;
-        })
+        .serve(shutdown.received())
         .await
         .context("serving the API")?;
     println!("Stopped. {events} events in the log.");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM, handled from the moment [`ShutdownSignals::listen`] returns.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
     }
-    Ok(())
+
+    /// Resolves on the first of them.
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

@@ -7,8 +7,10 @@
 mod committer;
 mod format;
 pub mod fs;
+pub mod histogram;
 mod id_filter;
 mod index;
+pub mod scan;
 mod segments;
 mod writer;
 
@@ -229,7 +231,7 @@ impl EmbeddedStore {
         )
     }
 
-    /// Group-commit counters (fsyncs, events, appends) since open.
+    /// Group-commit counters (fsyncs, events, appends, batch sizes, append latency) since open.
     pub fn stats(&self) -> &WriterStats {
         &self.inner.stats
     }
@@ -672,6 +674,8 @@ impl EventStore for EmbeddedStore {
     ) -> Result<AppendOutcome, StoreError> {
         let events = sequencer::prepare(stream, events)?;
         let (reply, answer) = oneshot::channel();
+        // A monotonic interval for the latency metric, not a wall-clock reading.
+        let submitted = std::time::Instant::now();
         // Commits right here if the writer is free (see `committer`), else waits for the batch.
         self.inner.committer.submit(AppendRequest {
             stream: stream.clone(),
@@ -679,7 +683,12 @@ impl EventStore for EmbeddedStore {
             events,
             reply,
         });
-        answer.await.map_err(|_| StoreError::Closed)?
+        let answered = answer.await.map_err(|_| StoreError::Closed)?;
+        self.inner
+            .stats
+            .append_latency_micros
+            .observe_micros(submitted.elapsed());
+        answered
     }
 
     async fn read_stream(

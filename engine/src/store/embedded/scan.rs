@@ -1,0 +1,396 @@
+//! A read-only, streaming reader of the segment files of a data directory.
+//!
+//! Auditing tools (`ledgerstack export` and `ledgerstack verify`) must read a log without
+//! opening the store: a running server holds the log's lock, and even a stopped server's log
+//! must not be touched (opening the store would truncate a torn tail and rebuild the index).
+//! This reader opens each segment file read-only, checks every record's CRCs as it goes, and
+//! yields the events in log order using one read buffer, so memory stays constant whatever the
+//! size of the log.
+//!
+//! What is acknowledged is decided as recovery decides it (see `docs/storage.md`): records after
+//! the last group-commit marker of the last segment, or a record cut short by the end of the
+//! last segment, were never acknowledged and are reported as an ignored tail rather than as
+//! damage. Anything else that does not check out is [`ScanError::Damaged`], naming the position
+//! the damaged record holds (the one after the last good record).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    FLAG_COMMIT, FRAME_HEADER_LEN, FRAME_TRAILER_LEN, Frame, SEGMENT_HEADER_LEN, SegmentHeader,
+    decode_event, parse_frame,
+};
+use super::log_dir;
+use super::segments::parse_segment_name;
+use crate::event::RecordedEvent;
+
+/// How much is read from a file at once.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Why a log could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// A file or directory could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A record (or a segment header) does not check out: the log is damaged there.
+    #[error("position {position}: {reason} (in {path} at byte {offset})")]
+    Damaged {
+        /// The position the damaged record holds: one after the last good record.
+        position: u64,
+        /// The segment file.
+        path: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One event read from the log, with where it is.
+#[derive(Debug)]
+pub struct ScannedEvent {
+    /// The decoded event.
+    pub event: RecordedEvent,
+    /// The segment file holding it.
+    pub segment: PathBuf,
+    /// Offset of its record in that file.
+    pub offset: u64,
+}
+
+/// Reads every acknowledged event of a data directory's log, in order, without opening the
+/// store. Iterate with [`LogScanner::next_event`].
+pub struct LogScanner {
+    /// Segment files not opened yet: (first position, path), in position order.
+    remaining: VecDeque<(u64, PathBuf)>,
+    /// The segment being read.
+    current: Option<SegmentReader>,
+    /// Acknowledged records of the current segment decoded but not handed out yet: records are
+    /// held until a group-commit marker says they were acknowledged.
+    ready: VecDeque<ScannedEvent>,
+    /// Records read since the last group-commit marker.
+    pending: Vec<ScannedEvent>,
+    /// Bytes of the records in `pending`.
+    pending_bytes: u64,
+    /// Position of the last record read (0 before the first).
+    last_position: u64,
+    /// Bytes at the end of the last segment that were never acknowledged.
+    ignored_tail: u64,
+    /// Total bytes of the segment files, for progress reporting.
+    total_bytes: u64,
+    /// Bytes consumed so far, for progress reporting.
+    read_bytes: u64,
+}
+
+/// An open segment file being read front to back.
+struct SegmentReader {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    /// Index in `buf` of the next record.
+    cursor: usize,
+    /// The file has no more bytes.
+    eof: bool,
+    /// This is the log's last segment (the only one that may end in a torn tail).
+    last: bool,
+    /// Once the segment has ended: bytes after its last whole record (a torn tail).
+    unread_bytes: u64,
+}
+
+impl LogScanner {
+    /// Lists the segment files of `data_dir` (under `log/`); opens nothing yet.
+    pub fn open(data_dir: &Path) -> Result<Self, ScanError> {
+        let dir = log_dir(data_dir);
+        let io_error = |source| ScanError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut segments = Vec::new();
+        let mut total_bytes = 0;
+        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) else {
+                continue;
+            };
+            total_bytes += entry.metadata().map_err(io_error)?.len();
+            segments.push((first, entry.path()));
+        }
+        segments.sort();
+        Ok(LogScanner {
+            remaining: segments.into(),
+            current: None,
+            ready: VecDeque::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_position: 0,
+            ignored_tail: 0,
+            total_bytes,
+            read_bytes: 0,
+        })
+    }
+
+    /// Total size of the segment files in bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Bytes of the segment files read so far.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes
+    }
+
+    /// Bytes at the end of the log that were never acknowledged (a torn tail a crash left;
+    /// the server cuts it at its next start). Meaningful once the scan has ended.
+    pub fn ignored_tail(&self) -> u64 {
+        self.ignored_tail
+    }
+
+    /// The next acknowledged event, `None` at the end of the log.
+    pub fn next_event(&mut self) -> Result<Option<ScannedEvent>, ScanError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.current.is_none() {
+                let Some((first, path)) = self.remaining.pop_front() else {
+                    return Ok(None);
+                };
+                let last = self.remaining.is_empty();
+                match SegmentReader::open(path, first, last, self.last_position)? {
+                    Some(reader) => {
+                        self.read_bytes += SEGMENT_HEADER_LEN;
+                        self.current = Some(reader);
+                    }
+                    None => continue,
+                }
+            }
+            self.advance()?;
+        }
+    }
+
+    /// Reads one more record of the current segment (or ends it).
+    fn advance(&mut self) -> Result<(), ScanError> {
+        let Some(reader) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let position = self.last_position + 1;
+        match reader.next_frame(position)? {
+            Some((offset, flags, body)) => {
+                let len = (FRAME_HEADER_LEN + body.len() + FRAME_TRAILER_LEN) as u64;
+                self.read_bytes += len;
+                self.pending_bytes += len;
+                let event = decode_event(&body).map_err(|e| reader.damaged(position, offset, e))?;
+                self.last_position = event.envelope.position.0;
+                self.pending.push(ScannedEvent {
+                    event,
+                    segment: reader.path.clone(),
+                    offset,
+                });
+                if flags & FLAG_COMMIT != 0 {
+                    self.ready.extend(self.pending.drain(..));
+                    self.pending_bytes = 0;
+                }
+            }
+            None => {
+                let unacknowledged = reader.unread_bytes;
+                if !self.pending.is_empty() && !reader.last {
+                    let first = &self.pending[0];
+                    return Err(ScanError::Damaged {
+                        position: first.event.envelope.position.0,
+                        path: reader.path.clone(),
+                        offset: first.offset,
+                        reason: "records after the last group commit marker in a segment that is not the last".into(),
+                    });
+                }
+                self.ignored_tail += unacknowledged + self.pending_bytes;
+                self.read_bytes += unacknowledged;
+                if let Some(first) = self.pending.first() {
+                    self.last_position = first.event.envelope.position.0 - 1;
+                }
+                self.pending.clear();
+                self.pending_bytes = 0;
+                self.current = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SegmentReader {
+    /// Opens a segment and checks its header; `None` for a last segment whose creation a crash
+    /// cut short (nothing but a partial header: recovery removes it).
+    fn open(
+        path: PathBuf,
+        first: u64,
+        last: bool,
+        last_position: u64,
+    ) -> Result<Option<Self>, ScanError> {
+        let io_error = |source| ScanError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(io_error)?;
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
+        (&mut file)
+            .take(SEGMENT_HEADER_LEN)
+            .read_to_end(&mut header)
+            .map_err(io_error)?;
+        let damaged = |reason: String| ScanError::Damaged {
+            position: last_position + 1,
+            path: path.clone(),
+            offset: 0,
+            reason,
+        };
+        match SegmentHeader::decode(&header) {
+            Ok(h) if h.first_position == first => {}
+            Ok(h) => {
+                return Err(damaged(format!(
+                    "segment header says first position {}, its name says {first}",
+                    h.first_position
+                )));
+            }
+            Err(_) if last && header.len() < SEGMENT_HEADER_LEN as usize => return Ok(None),
+            Err(defect) => return Err(damaged(defect.to_string())),
+        }
+        Ok(Some(SegmentReader {
+            path,
+            file,
+            buf: Vec::new(),
+            buf_start: SEGMENT_HEADER_LEN,
+            cursor: 0,
+            eof: false,
+            last,
+            unread_bytes: 0,
+        }))
+    }
+
+    fn damaged(&self, position: u64, offset: u64, reason: impl ToString) -> ScanError {
+        ScanError::Damaged {
+            position,
+            path: self.path.clone(),
+            offset,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The next record: its offset, flags and body; `None` at the end of the segment (the end
+    /// of the file, or a record cut short by it in the last segment).
+    fn next_frame(&mut self, position: u64) -> Result<Option<(u64, u8, Vec<u8>)>, ScanError> {
+        loop {
+            let offset = self.buf_start + self.cursor as u64;
+            match parse_frame(&self.buf[self.cursor..]) {
+                Frame::Valid { flags, body, len } => {
+                    let body = body.to_vec();
+                    self.cursor += len;
+                    return Ok(Some((offset, flags, body)));
+                }
+                Frame::Incomplete { needed } => {
+                    if self.eof {
+                        self.unread_bytes = (self.buf.len() - self.cursor) as u64;
+                        if self.unread_bytes == 0 || self.last {
+                            return Ok(None);
+                        }
+                        return Err(self.damaged(
+                            position,
+                            offset,
+                            "record cut short by the end of a segment that is not the last",
+                        ));
+                    }
+                    self.fill(needed)?;
+                }
+                Frame::Defective { defect, len } => {
+                    // As recovery judges it: damage followed only by zero bytes in the last
+                    // segment is a torn write (a file extended with zeros by a crash).
+                    let extent = self.cursor + len.unwrap_or(FRAME_HEADER_LEN);
+                    if self.last && self.rest_is_zero(extent)? {
+                        self.unread_bytes = self.file_len_from_cursor()?;
+                        return Ok(None);
+                    }
+                    return Err(self.damaged(position, offset, defect));
+                }
+            }
+        }
+    }
+
+    /// Whether every byte of the file from `buf[from]` on is zero (reads to the end).
+    fn rest_is_zero(&mut self, from: usize) -> Result<bool, ScanError> {
+        if self
+            .buf
+            .get(from..)
+            .is_some_and(|rest| rest.iter().any(|&b| b != 0))
+        {
+            return Ok(false);
+        }
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            match self.file.read(&mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if chunk[..n].iter().any(|&b| b != 0) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ScanError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Bytes from the cursor to the end of the file.
+    fn file_len_from_cursor(&self) -> Result<u64, ScanError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|source| ScanError::Io {
+                path: self.path.clone(),
+                source,
+            })?
+            .len();
+        Ok(len.saturating_sub(self.buf_start + self.cursor as u64))
+    }
+
+    /// Reads more of the file so that at least `needed` bytes (or one chunk) follow the cursor.
+    fn fill(&mut self, needed: usize) -> Result<(), ScanError> {
+        self.buf.drain(..self.cursor);
+        self.buf_start += self.cursor as u64;
+        self.cursor = 0;
+        let want = needed.max(READ_CHUNK).max(self.buf.len() + 1);
+        let have = self.buf.len();
+        self.buf.resize(want, 0);
+        let mut filled = have;
+        while filled < want {
+            match self.file.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ScanError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(())
+    }
+}
