@@ -906,10 +906,7 @@ impl RecordShards {
     }
 
     /// Writes the rows changed since the last call in one batch, and flushes.
-    fn persist(
-        &mut self,
-        records: &mut dyn PersistedTable,
-    ) -> Result<(), UsageBenchError> {
+    fn persist(&mut self, records: &mut dyn PersistedTable) -> Result<(), UsageBenchError> {
         if self.open.is_none() {
             let db = sled::Config::new()
                 .path(self.dir.join(format!("shard-{:03}", self.done)))
