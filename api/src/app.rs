@@ -101,11 +101,11 @@ pub struct Running {
     store: EmbeddedStore,
     runner: RunnerHandle,
     orchestrator: OrchestratorHandle,
-    usage_scheduler: usage::scheduler::SchedulerHandle,
-    threshold_watcher: usage::thresholds::WatcherHandle,
-    alert_watcher: usage::alerts::watcher::WatcherHandle,
-    delivery_worker: usage::delivery::worker::WorkerHandle,
-    quota_watcher: usage::quota_watch::WatcherHandle,
+    usage_scheduler: usage::task::TaskHandle,
+    threshold_watcher: usage::task::TaskHandle,
+    alert_watcher: usage::task::TaskHandle,
+    delivery_worker: usage::task::TaskHandle,
+    quota_watcher: usage::task::TaskHandle,
     listener: tokio::net::TcpListener,
 }
 

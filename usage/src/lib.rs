@@ -19,6 +19,7 @@ pub mod period;
 pub mod quota;
 pub mod quota_watch;
 pub mod scheduler;
+pub mod task;
 pub mod thresholds;
 pub mod usage_type;
 pub mod view;

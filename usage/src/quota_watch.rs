@@ -23,12 +23,12 @@ use engine::event::{AccountEvent, EventBody, Level, NewEvent, StreamId, StreamId
 use engine::store::{EventStore, ExpectedVersion, StoreError};
 use projections::identity::AccountState;
 use projections::{ReadModels, State};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::alerts::{ALERTS_STREAM, AlertScope, AlertsModel, raise_event};
 use crate::quota::{Crossing, LOCK_REASON, QuotaAccount, Threshold};
+use crate::task::TaskHandle;
 
 /// How often the watcher looks.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -205,26 +205,9 @@ fn lock_event(state: &State, account_id: Uuid, quota: &QuotaAccount) -> Option<N
     }
 }
 
-/// Stops the watcher.
-pub struct WatcherHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WatcherHandle {
-    /// Stops the watcher and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// Starts the quota watcher.
-pub fn start(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> WatcherHandle {
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+pub fn start(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> TaskHandle {
+    TaskHandle::spawn(move |mut stop_rx| async move {
         loop {
             let due = due(&models.read());
             if let Err(e) = append(&*store, due).await {
@@ -235,11 +218,7 @@ pub fn start(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> WatcherHand
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
         }
-    });
-    WatcherHandle {
-        stop: Some(stop_tx),
-        task,
-    }
+    })
 }
 
 /// Why a look's appends failed.

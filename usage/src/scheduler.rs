@@ -17,11 +17,11 @@ use engine::event::{EventBody, NewEvent, StreamId, UsageEvent};
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
 use projections::ReadModels;
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::period::parse_zone;
+use crate::task::TaskHandle;
 
 /// How often the scheduler looks at the clock (a manual clock's jump is seen at the next look).
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -103,30 +103,13 @@ pub fn close_event(until: Timestamp) -> NewEvent {
     )
 }
 
-/// Stops the scheduler.
-pub struct SchedulerHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SchedulerHandle {
-    /// Stops the scheduler and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// Starts the scheduler.
 pub fn start(
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
     clock: Arc<dyn Clock>,
-) -> SchedulerHandle {
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+) -> TaskHandle {
+    TaskHandle::spawn(move |mut stop_rx| async move {
         let mut last_appended: Option<Timestamp> = None;
         loop {
             let due = {
@@ -155,11 +138,7 @@ pub fn start(
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
         }
-    });
-    SchedulerHandle {
-        stop: Some(stop_tx),
-        task,
-    }
+    })
 }
 
 async fn append_close(store: &dyn EventStore, until: Timestamp) -> Result<(), String> {

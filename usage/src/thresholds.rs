@@ -29,7 +29,6 @@ use projections::table::{PersistedTable, Table};
 use projections::{ReadModels, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -38,6 +37,7 @@ use crate::ledger::{Device, Ledger};
 use crate::model::UsageModel;
 use crate::period::Period;
 use crate::quota::{self, ChargeInput};
+use crate::task::TaskHandle;
 use crate::usage_type::{Unit, UsageType};
 
 /// The alert type a threshold raises (Ledgerstack's id; CloudStack's stop below 100).
@@ -494,30 +494,13 @@ fn raise_event(state: &State, row: &ThresholdRow, standing: &Standing, id: Uuid)
     )
 }
 
-/// Stops the watcher.
-pub struct WatcherHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WatcherHandle {
-    /// Stops the watcher and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// Starts the threshold watcher.
 pub fn start(
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
     clock: Arc<dyn Clock>,
-) -> WatcherHandle {
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+) -> TaskHandle {
+    TaskHandle::spawn(move |mut stop_rx| async move {
         loop {
             let due = due_events(&models.read(), clock.now());
             for event in due {
@@ -531,11 +514,7 @@ pub fn start(
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
         }
-    });
-    WatcherHandle {
-        stop: Some(stop_tx),
-        task,
-    }
+    })
 }
 
 async fn append(store: &dyn EventStore, event: NewEvent) -> Result<(), String> {

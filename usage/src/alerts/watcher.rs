@@ -25,13 +25,13 @@ use engine::event::{NewEvent, StreamId};
 use engine::store::{EventStore, ExpectedVersion};
 use engine::time::Timestamp;
 use projections::{ReadModels, State};
-use tokio::sync::oneshot;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::{ALERTS_STREAM, AlertScope, AlertType, AlertsModel, raise_event, resolve_event};
 use crate::ledger::UsageStatus;
 use crate::scheduler::{run_id, run_times};
+use crate::task::TaskHandle;
 
 /// How often the watcher looks.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -182,30 +182,13 @@ async fn append(store: &dyn EventStore, events: Vec<NewEvent>) -> Result<(), Str
         .map_err(|e| e.to_string())
 }
 
-/// Stops the watcher.
-pub struct WatcherHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WatcherHandle {
-    /// Stops the watcher and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// Starts the watcher.
 pub fn start(
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
     clock: Arc<dyn Clock>,
-) -> WatcherHandle {
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+) -> TaskHandle {
+    TaskHandle::spawn(move |mut stop_rx| async move {
         // The run whose ledger was last checked, and the lagging horizon first seen when.
         let mut checked: Option<Timestamp> = None;
         let mut lag_since: Option<(Timestamp, tokio::time::Instant)> = None;
@@ -231,11 +214,7 @@ pub fn start(
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
         }
-    });
-    WatcherHandle {
-        stop: Some(stop_tx),
-        task,
-    }
+    })
 }
 
 /// One look: the events to append, and the run the sanity check covered (when it ran).

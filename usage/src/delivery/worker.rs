@@ -23,7 +23,6 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use projections::ReadModels;
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -31,6 +30,7 @@ use uuid::Uuid;
 use super::{
     Delivery, attempt_event_id, backoff_ms, email, password_context, secret_context, signature,
 };
+use crate::task::TaskHandle;
 
 /// How often the worker looks for due deliveries (a manual clock's jump is seen at the next look).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
@@ -105,23 +105,6 @@ impl WebhookUrl {
     }
 }
 
-/// Stops the worker.
-pub struct WorkerHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WorkerHandle {
-    /// Stops the worker and waits for it (an attempt under way is abandoned, unrecorded: it is
-    /// made again after the next start).
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// What one look found to do.
 struct Due {
     deliveries: Vec<(Delivery, AlertSinkDefined)>,
@@ -135,10 +118,9 @@ pub fn start(
     models: Arc<ReadModels>,
     clock: Arc<dyn Clock>,
     keys: MasterKeys,
-) -> WorkerHandle {
-    let (stop_tx, mut stop_rx) = oneshot::channel();
+) -> TaskHandle {
     let keys = Arc::new(keys);
-    let task = tokio::spawn(async move {
+    TaskHandle::spawn(move |mut stop_rx| async move {
         // Attempts recorded but perhaps not yet folded into the model: not attempted again.
         let mut recorded: HashMap<Uuid, u32> = HashMap::new();
         loop {
@@ -192,11 +174,7 @@ pub fn start(
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
         }
-    });
-    WorkerHandle {
-        stop: Some(stop_tx),
-        task,
-    }
+    })
 }
 
 /// The due deliveries with their sinks, and the backoff settings; forgets recorded attempts
