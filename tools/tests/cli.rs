@@ -13,7 +13,9 @@ fn help_lists_the_subcommands() {
     let out = ledgerstack().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "admin", "rebuild", "digest", "bench"] {
+    for command in [
+        "serve", "admin", "rebuild", "digest", "bench", "export", "verify", "call", "sign",
+    ] {
         assert!(
             text.contains(command),
             "--help does not mention {command}:\n{text}"
