@@ -86,6 +86,22 @@ impl Call {
         self.str(name).map(|v| parse_uuid(name, v)).transpose()
     }
 
+    /// A comma-separated list of ids, each once (431 for an item that is not a UUID); `None`
+    /// when absent or empty.
+    pub fn uuid_list(&self, name: &str) -> Result<Option<Vec<Uuid>>, ApiError> {
+        let Some(value) = self.str(name) else {
+            return Ok(None);
+        };
+        let mut ids = Vec::new();
+        for item in crate::protocol::params::parse_list(value) {
+            let id = parse_uuid(name, &item)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok((!ids.is_empty()).then_some(ids))
+    }
+
     /// A required id parameter.
     pub fn required_uuid(&self, name: &str) -> Result<Uuid, ApiError> {
         parse_uuid(name, self.required(name)?)

@@ -20,7 +20,6 @@ use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
 use crate::jobs::AsyncWork;
-use crate::protocol::params::parse_list;
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamSpec, ParamType as T, Roles, field, param, required,
 };
@@ -230,22 +229,7 @@ struct HideFilter {
 impl HideFilter {
     /// Reads and checks the selection with CloudStack's rules, in its order.
     fn from_call(call: &Call, how: Hide) -> Result<HideFilter, ApiError> {
-        let ids = call
-            .str("ids")
-            .map(|v| {
-                parse_list(v)
-                    .iter()
-                    .map(|id| {
-                        Uuid::parse_str(id).map_err(|_| {
-                            ApiError::invalid_param(format!(
-                                "Invalid parameter ids value={id} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class."
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .filter(|ids| !ids.is_empty());
+        let ids = call.uuid_list("ids")?;
         let filter = HideFilter {
             ids,
             alert_type: type_filter(call)?,

@@ -20,7 +20,6 @@ use crate::commands::date;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handler;
-use crate::protocol::params::parse_list;
 use crate::registry::{
     CommandSpec, Inherits, Kind, ParamSpec, ParamType as T, ResponseField, Role, Roles, field,
     param,
@@ -398,22 +397,7 @@ struct HideFilter {
 
 impl HideFilter {
     fn from_call(call: &Call) -> Result<HideFilter, ApiError> {
-        let ids = call
-            .str("ids")
-            .map(|v| {
-                parse_list(v)
-                    .iter()
-                    .map(|id| {
-                        Uuid::parse_str(id).map_err(|_| {
-                            ApiError::invalid_param(format!(
-                                "Invalid parameter ids value={id} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class."
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .filter(|ids| !ids.is_empty());
+        let ids = call.uuid_list("ids")?;
         let filter = HideFilter {
             ids,
             event_type: call.str("type").map(|t| t.trim().to_owned()),
