@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use usage::alerts::{ALERTS_STREAM, AlertRow, AlertScope, AlertType, AlertsModel};
 use uuid::Uuid;
 
+use super::events::Hide;
 use crate::call::{Call, Paging, keyword_matches};
 use crate::commands::{SUCCESS_FIELDS, date};
 use crate::context::Ctx;
@@ -199,22 +200,6 @@ async fn list_alerts(ctx: &Ctx, call: &Call) -> Result<Reply, ApiError> {
         count,
         items,
     })
-}
-
-/// Archive or delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hide {
-    Archive,
-    Delete,
-}
-
-impl Hide {
-    fn verb(self) -> &'static str {
-        match self {
-            Hide::Archive => "archive",
-            Hide::Delete => "delete",
-        }
-    }
 }
 
 /// The selection of `archiveAlerts` / `deleteAlerts`.

@@ -356,15 +356,18 @@ async fn list_event_types(_ctx: &Ctx, _call: &Call) -> Result<Reply, ApiError> {
     })
 }
 
-/// Which of the two hiding commands runs.
+/// Which of the two hiding commands runs (of events here, of alerts in `alerts.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hide {
+pub(crate) enum Hide {
+    /// `archive…`: hidden from lists unless asked for.
     Archive,
+    /// `delete…`: hidden for good (still in the log).
     Delete,
 }
 
 impl Hide {
-    fn verb(self) -> &'static str {
+    /// `archive` / `delete`, for messages.
+    pub(crate) fn verb(self) -> &'static str {
         match self {
             Hide::Archive => "archive",
             Hide::Delete => "delete",
