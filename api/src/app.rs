@@ -214,10 +214,10 @@ pub async fn open(options: ServerOptions) -> Result<Running, StartError> {
         sessions: Sessions::default(),
         throttle: Throttle::default(),
         secret_cache: Default::default(),
-        metrics: Arc::new(crate::metrics::Metrics::new(
+        metrics: Some(Arc::new(crate::metrics::Metrics::new(
             store.clone(),
             orchestrator.stats(),
-        )),
+        ))),
     });
     let (resumed_jobs, interrupted_jobs) =
         jobs::settle_interrupted(&ctx, crate::commands::render_job_result).await?;

@@ -40,8 +40,9 @@ pub struct Shared {
     pub throttle: Throttle,
     /// Opened secret keys by API key, so a request costs one HMAC, not one AEAD open.
     pub secret_cache: Mutex<HashMap<String, (Uuid, String)>>,
-    /// Counters `/metrics` shows that no read model holds (requests, appends, driver latency).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Counters `/metrics` shows that no read model holds (requests, appends, driver latency);
+    /// `None` in a context that answers from a past state of the log and serves nothing.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Deref for Ctx {

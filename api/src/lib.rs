@@ -13,6 +13,7 @@ pub mod call;
 pub mod commands;
 pub mod context;
 pub mod error;
+pub mod historical;
 pub mod jobs;
 pub mod lifecycle_bench;
 pub mod metrics;

@@ -129,9 +129,12 @@ impl Progress {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(AxumState(ctx): AxumState<Ctx>) -> Response {
+    let Some(metrics) = ctx.metrics.clone() else {
+        return (StatusCode::NOT_FOUND, "no metrics: not a serving server\n").into_response();
+    };
     match Progress::of(&ctx).await {
         Ok(progress) => {
-            let mut response = (StatusCode::OK, render(&ctx, &progress)).into_response();
+            let mut response = (StatusCode::OK, render(&ctx, &metrics, &progress)).into_response();
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -185,9 +188,9 @@ pub(crate) async fn readyz(AxumState(ctx): AxumState<Ctx>) -> Response {
 }
 
 /// The whole exposition.
-fn render(ctx: &Ctx, progress: &Progress) -> String {
+fn render(ctx: &Ctx, metrics: &Metrics, progress: &Progress) -> String {
     let mut out = Exposition::default();
-    let stats = ctx.metrics.store_stats();
+    let stats = metrics.store_stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
 
     out.family(
@@ -299,7 +302,7 @@ fn render(ctx: &Ctx, progress: &Progress) -> String {
         "histogram",
         "Time a driver took to answer a command, by command (agent name).",
     );
-    let driver = ctx.metrics.driver.snapshot();
+    let driver = metrics.driver.snapshot();
     for (command, figures) in &driver {
         out.histogram_samples(
             "ledgerstack_driver_command_duration_seconds",
@@ -353,8 +356,7 @@ fn render(ctx: &Ctx, progress: &Progress) -> String {
         "counter",
         "/client/api requests answered since the server started, by command and HTTP status.",
     );
-    let requests: Vec<_> = ctx
-        .metrics
+    let requests: Vec<_> = metrics
         .requests
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

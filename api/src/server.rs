@@ -73,8 +73,9 @@ async fn handle(
 ) -> Response {
     let mut command = crate::metrics::UNKNOWN_COMMAND;
     let response = respond(&ctx, remote, method, uri, headers, body, &mut command).await;
-    ctx.metrics
-        .count_request(command, response.status().as_u16());
+    if let Some(metrics) = &ctx.metrics {
+        metrics.count_request(command, response.status().as_u16());
+    }
     response
 }
 

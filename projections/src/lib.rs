@@ -54,4 +54,7 @@ pub enum ProjectionError {
     /// The runner stopped (the store closed or the server is shutting down).
     #[error("the projection runner stopped")]
     Stopped,
+    /// A partial rebuild was asked for no table at all.
+    #[error("no read-model table matches what was asked to rebuild")]
+    NothingSelected,
 }

@@ -137,25 +137,39 @@ impl State {
     }
 
     fn tables(&mut self) -> Vec<&mut dyn PersistedTable> {
-        let mut tables: Vec<&mut dyn PersistedTable> = Vec::new();
-        tables.extend(self.identity.tables());
-        tables.extend(self.jobs.tables());
-        tables.extend(self.events.tables());
-        tables.extend(self.configuration.tables());
-        tables.extend(self.catalog.tables());
-        tables.extend(self.infrastructure.tables());
-        tables.extend(self.compute.tables());
-        tables.extend(self.storage.tables());
-        tables.extend(self.network.tables());
-        tables.extend(self.orchestration.tables());
-        tables.push(&mut self.stream_versions);
+        self.tables_by_origin()
+            .into_iter()
+            .map(|(table, _)| table)
+            .collect()
+    }
+
+    /// Every table in a fixed order, this crate's first, each with whether it belongs to a
+    /// downstream model (`rebuild --only` picks tables by both).
+    fn tables_by_origin(&mut self) -> Vec<(&mut dyn PersistedTable, bool)> {
+        let mut upstream: Vec<&mut dyn PersistedTable> = Vec::new();
+        upstream.extend(self.identity.tables());
+        upstream.extend(self.jobs.tables());
+        upstream.extend(self.events.tables());
+        upstream.extend(self.configuration.tables());
+        upstream.extend(self.catalog.tables());
+        upstream.extend(self.infrastructure.tables());
+        upstream.extend(self.compute.tables());
+        upstream.extend(self.storage.tables());
+        upstream.extend(self.network.tables());
+        upstream.extend(self.orchestration.tables());
+        upstream.push(&mut self.stream_versions);
+        let mut tables: Vec<(&mut dyn PersistedTable, bool)> =
+            upstream.into_iter().map(|table| (table, false)).collect();
         for model in &mut self.downstream {
-            tables.extend(model.tables());
+            tables.extend(model.tables().into_iter().map(|table| (table, true)));
         }
         tables
     }
 
-    fn apply(&mut self, event: &RecordedEvent) {
+    /// Folds one event into every read model. The runner applies the whole log in order; a
+    /// point-in-time replay (`ledgerstack state --at`) applies the events of the log that had
+    /// happened by a moment, still in log order.
+    pub fn apply(&mut self, event: &RecordedEvent) {
         self.events.apply(event, &self.identity);
         self.identity.apply(event);
         self.jobs.apply(event);
@@ -218,6 +232,17 @@ impl std::fmt::Debug for ReadModels {
 }
 
 impl ReadModels {
+    /// Read models that never move: `state` as it is, shared with handlers that answer from a
+    /// past moment of the log (the offline API of `ledgerstack state`). Waiting for a later
+    /// position fails with [`ProjectionError::Stopped`], as nothing will ever be applied.
+    pub fn frozen(state: State) -> Arc<ReadModels> {
+        let (_, applied) = watch::channel(state.position);
+        Arc::new(ReadModels {
+            state: RwLock::new(state),
+            applied,
+        })
+    }
+
     /// The read models as they are now. Hold the guard briefly: the runner waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
@@ -411,6 +436,83 @@ pub async fn rebuild(
         events: applied,
         position: state.position,
         digest: state.digest()?,
+    })
+}
+
+/// Which tables a partial rebuild rewrote, and the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialSummary {
+    /// The tables dropped and rebuilt, by name.
+    pub tables: Vec<&'static str>,
+    /// Events replayed to rebuild them.
+    pub events: u64,
+    /// The log position every read model is at afterwards.
+    pub position: Position,
+    /// [`State::digest`] of the stored read models afterwards (equal to a full rebuild's).
+    pub digest: String,
+}
+
+/// Drops the tables `select` picks (by name, and whether a downstream model owns them) from
+/// the store in `dir` and rebuilds them from the whole log, leaving the others as stored; the
+/// server must be stopped. The other tables are first brought to the log's head so every
+/// table ends at the same checkpoint (DESIGN.md invariant 4). Fails with
+/// [`ProjectionError::NothingSelected`] when `select` picks no table.
+pub async fn rebuild_only(
+    store: Arc<dyn EventStore>,
+    dir: &Path,
+    downstream: DownstreamFactory,
+    select: &dyn Fn(&str, bool) -> bool,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<PartialSummary, ProjectionError> {
+    let mut fresh = State::with_downstream(downstream);
+    let tables: Vec<&'static str> = fresh
+        .tables_by_origin()
+        .into_iter()
+        .filter(|(table, downstream)| select(table.name(), *downstream))
+        .map(|(table, _)| table.name())
+        .collect();
+    if tables.is_empty() {
+        return Err(ProjectionError::NothingSelected);
+    }
+    // Everything caught up first: the rebuilt tables are written at this position.
+    let caught_up = load_current(store.clone(), dir, downstream).await?;
+    let head = caught_up.position;
+    let mut events = store.subscribe(Position(0).next());
+    let mut applied = 0u64;
+    while fresh.position < head {
+        match events.next().await {
+            Some(Ok(event)) => {
+                fresh.apply(&event);
+                applied += 1;
+                if applied.is_multiple_of(PERSIST_EVERY as u64) {
+                    progress(fresh.position, head);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(ProjectionError::Stopped),
+        }
+    }
+    drop(events);
+    progress(fresh.position, head);
+    {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree("read-models")?;
+        let mut batch = sled::Batch::default();
+        for (table, _) in fresh.tables_by_origin() {
+            if tables.contains(&table.name()) {
+                table.erase_stored(&tree, &mut batch)?;
+                table.drain_dirty(&mut batch)?;
+            }
+        }
+        tree.apply_batch(batch)?;
+        db.flush_async().await?;
+    }
+    let stored = load_current(store, dir, downstream).await?;
+    Ok(PartialSummary {
+        tables,
+        events: applied,
+        position: stored.position,
+        digest: stored.digest,
     })
 }
 

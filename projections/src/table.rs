@@ -155,6 +155,15 @@ pub trait PersistedTable: Send + Sync {
     fn clear(&mut self);
     /// Feeds the table's name and every row, in key order, to `hasher` (`ledgerstack digest`).
     fn digest(&self, hasher: &mut sha2::Sha256) -> Result<(), ProjectionError>;
+    /// The prefix its rows are stored under: its name for `rebuild --only`.
+    fn name(&self) -> &'static str;
+    /// Adds the removal of every row stored for this table in `tree` to `batch` (before the
+    /// table's rows are written again by a partial rebuild).
+    fn erase_stored(
+        &self,
+        tree: &sled::Tree,
+        batch: &mut sled::Batch,
+    ) -> Result<(), ProjectionError>;
 }
 
 impl<K: RowKey, V: Serialize + DeserializeOwned + Send + Sync> PersistedTable for Table<K, V> {
@@ -197,6 +206,23 @@ impl<K: RowKey, V: Serialize + DeserializeOwned + Send + Sync> PersistedTable fo
     fn clear(&mut self) {
         self.rows.clear();
         self.dirty.clear();
+    }
+
+    fn name(&self) -> &'static str {
+        self.prefix
+    }
+
+    fn erase_stored(
+        &self,
+        tree: &sled::Tree,
+        batch: &mut sled::Batch,
+    ) -> Result<(), ProjectionError> {
+        let mut prefix = self.prefix.as_bytes().to_vec();
+        prefix.push(b'/');
+        for key in tree.scan_prefix(&prefix).keys() {
+            batch.remove(key?);
+        }
+        Ok(())
     }
 
     fn digest(&self, hasher: &mut sha2::Sha256) -> Result<(), ProjectionError> {

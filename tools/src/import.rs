@@ -15,10 +15,11 @@
 //!   twice appends nothing the second time).
 //!
 //! The final `{"chain_head": ...}` line of a `ledgerstack export` is accepted and skipped
-//! (`ledgerstack verify` is what checks it).
+//! (`ledgerstack verify` is what checks it), and a zstd-compressed export (`export --zstd`) is
+//! read as it is.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +50,11 @@ const MAX_PROBLEMS: usize = 20;
 /// Arguments of `ledgerstack import`.
 #[derive(clap::Args)]
 pub(crate) struct ImportArgs {
-    /// A JSON Lines file of events, one per line, as `docs/events.md` describes.
+    /// A JSON Lines file of events, one per line, as `docs/events.md` describes (an export,
+    /// plain or zstd-compressed, is one).
     file: PathBuf,
-    /// The data directory of a stopped server (the log is locked while one runs).
+    /// The data directory of a stopped server (the log is locked while one runs); created if
+    /// absent (a restore: copy the source's master.key beside it before serving).
     #[arg(long, default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
 }
@@ -161,8 +164,12 @@ impl Problems {
 pub(crate) async fn run(args: ImportArgs) -> Result<()> {
     let lines = parse_file(&args.file)?;
     info!(file = %args.file.display(), events = lines.len(), "file read");
-    if !args.data_dir.is_dir() {
-        bail!("no data directory at {}", args.data_dir.display());
+    if !args.data_dir.exists() {
+        // A restore into a new data directory.
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    } else if !args.data_dir.is_dir() {
+        bail!("{} is not a directory", args.data_dir.display());
     }
     // Recorded-at comes from this clock: the system's time, or the source's when restoring.
     let clock = ManualClock::new(Timestamp::EPOCH);
@@ -280,8 +287,12 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// Reads and decodes every line; fails listing the bad ones.
 fn parse_file(path: &Path) -> Result<Vec<Line>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .len();
+    // An export may be zstd-compressed (`export --zstd`); the bar then counts decompressed
+    // bytes against the compressed size, so it only says that work goes on.
+    let input = audit::open_export(path).with_context(|| format!("opening {}", path.display()))?;
     let bar = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("reading [{bar:40}] {bytes}/{total_bytes} ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -290,7 +301,7 @@ fn parse_file(path: &Path) -> Result<Vec<Line>> {
     let mut problems = Problems::default();
     let mut ids: HashMap<Uuid, usize> = HashMap::new();
     let mut trailer_line: Option<usize> = None;
-    for (index, raw) in BufReader::new(file).split(b'\n').enumerate() {
+    for (index, raw) in input.split(b'\n').enumerate() {
         let number = index + 1;
         let raw = raw.with_context(|| format!("reading {}", path.display()))?;
         bar.inc(raw.len() as u64 + 1);
@@ -395,7 +406,7 @@ fn collect_references(value: &serde_json::Value, out: &mut Vec<(Kind, Uuid)>) {
 }
 
 /// The accounts, domains and offerings that exist in the log, from its read models (caught up
-/// first, exactly as `ledgerstack digest` does).
+/// first, exactly as `ledgerstack digest` does), and the built-in router offering.
 async fn known_ids(log: Arc<dyn EventStore>, data_dir: &Path) -> Result<HashSet<(Kind, Uuid)>> {
     let (models, handle) = runner::start(
         log,
@@ -429,6 +440,11 @@ async fn known_ids(log: Arc<dyn EventStore>, data_dir: &Path) -> Result<HashSet<
             .iter()
             .map(|(id, _)| (Kind::ServiceOffering, *id)),
     );
+    // Routers run with a built-in system offering that no event creates.
+    known.insert((
+        Kind::ServiceOffering,
+        api::network_implementation::ROUTER_OFFERING,
+    ));
     known.extend(
         state
             .catalog

@@ -4,9 +4,13 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod bench;
 mod call;
 mod import;
+mod log_view;
+mod master_key;
+mod point_in_time;
 mod serve;
 mod state;
 mod usage_export;
@@ -50,10 +54,18 @@ enum Command {
         #[command(subcommand)]
         which: admin::AdminCommand,
     },
-    /// Drop the read models of a stopped server and rebuild them from the log.
-    Rebuild(state::StateArgs),
+    /// Drop the read models of a stopped server (all, or those --only picks) and rebuild them
+    /// from the log.
+    Rebuild(state::RebuildArgs),
     /// Print a hash of the read models (equal for equal logs: compare two rebuilds or nodes).
     Digest(state::StateArgs),
+    /// Replay the log into the read models as they were at a moment (by occurred-at or
+    /// position, optionally as known at a recorded-at) and print what they held and their
+    /// digest; reads the segment files only, so the server may be running.
+    Replay(point_in_time::ReplayArgs),
+    /// What the API would have answered at a moment: `state --at 2026-03-03T14:00:00Z vms
+    /// account=alice` prints listVirtualMachines' JSON as of then.
+    State(point_in_time::StateArgs),
     /// Append historical events from a JSON Lines file to a stopped server's log (checked
     /// whole first; events already in the log are skipped).
     Import(import::ImportArgs),
@@ -70,6 +82,12 @@ enum Command {
     /// `export` and `verify`: the log as JSON Lines for auditors, and checking it.
     #[command(flatten)]
     Audit(audit::AuditCommand),
+    /// `inspect` and `tail`: look at the log, live, without opening the store.
+    #[command(flatten)]
+    LogView(log_view::LogViewCommand),
+    /// `backup` and `restore`: a consistent copy of a data directory while its server runs.
+    #[command(flatten)]
+    Backup(backup::BackupCommand),
     /// `call` and `sign`: a CloudStack API client.
     #[command(flatten)]
     Client(call::ClientCommand),
@@ -103,10 +121,14 @@ fn main() -> Result<()> {
             Command::Admin { which } => admin::run(which),
             Command::Rebuild(args) => state::rebuild(args).await,
             Command::Digest(args) => state::digest(args).await,
+            Command::Replay(args) => point_in_time::replay(args).await,
+            Command::State(args) => point_in_time::state(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Usage { which } => usage_export::run(which).await,
             Command::Bench { which } => bench::run(which).await,
             Command::Audit(which) => audit::run(which).await,
+            Command::LogView(which) => log_view::run(which).await,
+            Command::Backup(which) => backup::run(which).await,
             Command::Client(which) => call::run(which).await,
         }
     })

@@ -12,10 +12,16 @@
 //! last segment, were never acknowledged and are reported as an ignored tail rather than as
 //! damage. Anything else that does not check out is [`ScanError::Damaged`], naming the position
 //! the damaged record holds (the one after the last good record).
+//!
+//! A scan that reached the end can go on when a running server appends more
+//! ([`LogScanner::resume`], for `ledgerstack tail --follow`): it reads the last segment again
+//! from the end of its last commit marker, and any segment created since. Records of a group
+//! commit still being written are held back exactly as a torn tail is, so an event is handed
+//! out only once the record carrying its commit marker is whole.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{
@@ -69,6 +75,8 @@ pub struct ScannedEvent {
 /// Reads every acknowledged event of a data directory's log, in order, without opening the
 /// store. Iterate with [`LogScanner::next_event`].
 pub struct LogScanner {
+    /// The `log/` directory, listed again by [`LogScanner::resume`].
+    dir: PathBuf,
     /// Segment files not opened yet: (first position, path), in position order.
     remaining: VecDeque<(u64, PathBuf)>,
     /// The segment being read.
@@ -88,10 +96,18 @@ pub struct LogScanner {
     total_bytes: u64,
     /// Bytes consumed so far, for progress reporting.
     read_bytes: u64,
+    /// Where the last segment read ended: its first position, its path and the offset right
+    /// after its last acknowledged record. [`LogScanner::resume`] reads on from there.
+    end_of_log: Option<(u64, PathBuf, u64)>,
+    /// Where to start reading the next segment opened instead of right after its header: set
+    /// by [`LogScanner::resume`] for the segment the scan ended in.
+    start_offset: Option<u64>,
 }
 
 /// An open segment file being read front to back.
 struct SegmentReader {
+    /// The position its name says it starts with.
+    first: u64,
     path: PathBuf,
     file: File,
     buf: Vec<u8>,
@@ -111,22 +127,9 @@ impl LogScanner {
     /// Lists the segment files of `data_dir` (under `log/`); opens nothing yet.
     pub fn open(data_dir: &Path) -> Result<Self, ScanError> {
         let dir = log_dir(data_dir);
-        let io_error = |source| ScanError::Io {
-            path: dir.clone(),
-            source,
-        };
-        let mut segments = Vec::new();
-        let mut total_bytes = 0;
-        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) else {
-                continue;
-            };
-            total_bytes += entry.metadata().map_err(io_error)?.len();
-            segments.push((first, entry.path()));
-        }
-        segments.sort();
+        let (segments, total_bytes) = list_segments(&dir)?;
         Ok(LogScanner {
+            dir,
             remaining: segments.into(),
             current: None,
             ready: VecDeque::new(),
@@ -136,7 +139,37 @@ impl LogScanner {
             ignored_tail: 0,
             total_bytes,
             read_bytes: 0,
+            end_of_log: None,
+            start_offset: None,
         })
+    }
+
+    /// Once [`LogScanner::next_event`] has returned `None`: looks at the log again, so that the
+    /// next calls hand out what was appended since (nothing, if nothing was). The last segment
+    /// is read again from the end of its last acknowledged record (a group commit that was
+    /// being written is read whole this time, or held back again), then every segment created
+    /// since. Does nothing while the scan has not reached the end.
+    pub fn resume(&mut self) -> Result<(), ScanError> {
+        if self.current.is_some() || !self.remaining.is_empty() || !self.ready.is_empty() {
+            return Ok(());
+        }
+        let (segments, total_bytes) = list_segments(&self.dir)?;
+        let from = self.end_of_log.as_ref().map_or(0, |(first, _, _)| *first);
+        self.remaining = segments
+            .into_iter()
+            .filter(|(first, _)| *first >= from)
+            .collect();
+        // The offset belongs to the segment the scan ended in; if that one is gone (recovery
+        // removes a last segment that holds no record), its successor is read whole.
+        self.start_offset = match (&self.end_of_log, self.remaining.front()) {
+            (Some((ended, _, offset)), Some((first, _))) if ended == first => Some(*offset),
+            _ => None,
+        };
+        self.total_bytes = total_bytes;
+        // The held-back tail is read again: count its bytes once.
+        self.read_bytes = self.read_bytes.saturating_sub(self.ignored_tail);
+        self.ignored_tail = 0;
+        Ok(())
     }
 
     /// Total size of the segment files in bytes.
@@ -167,8 +200,11 @@ impl LogScanner {
                 };
                 let last = self.remaining.is_empty();
                 match SegmentReader::open(path, first, last, self.last_position)? {
-                    Some(reader) => {
-                        self.read_bytes += SEGMENT_HEADER_LEN;
+                    Some(mut reader) => {
+                        match self.start_offset.take() {
+                            Some(offset) => reader.seek(offset)?,
+                            None => self.read_bytes += SEGMENT_HEADER_LEN,
+                        }
                         self.current = Some(reader);
                     }
                     None => continue,
@@ -212,6 +248,11 @@ impl LogScanner {
                         reason: "records after the last group commit marker in a segment that is not the last".into(),
                     });
                 }
+                let acknowledged_end = self
+                    .pending
+                    .first()
+                    .map_or(reader.buf_start + reader.cursor as u64, |p| p.offset);
+                self.end_of_log = Some((reader.first, reader.path.clone(), acknowledged_end));
                 self.ignored_tail += unacknowledged + self.pending_bytes;
                 self.read_bytes += unacknowledged;
                 if let Some(first) = self.pending.first() {
@@ -224,6 +265,27 @@ impl LogScanner {
         }
         Ok(())
     }
+}
+
+/// The segment files in `dir` as (first position, path), in position order, and their total
+/// size in bytes.
+fn list_segments(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, u64), ScanError> {
+    let io_error = |source| ScanError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut segments = Vec::new();
+    let mut total_bytes = 0;
+    for entry in std::fs::read_dir(dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) else {
+            continue;
+        };
+        total_bytes += entry.metadata().map_err(io_error)?.len();
+        segments.push((first, entry.path()));
+    }
+    segments.sort();
+    Ok((segments, total_bytes))
 }
 
 impl SegmentReader {
@@ -263,6 +325,7 @@ impl SegmentReader {
             Err(defect) => return Err(damaged(defect.to_string())),
         }
         Ok(Some(SegmentReader {
+            first,
             path,
             file,
             buf: Vec::new(),
@@ -272,6 +335,22 @@ impl SegmentReader {
             last,
             unread_bytes: 0,
         }))
+    }
+
+    /// Reads on from byte `offset` (the end of a record) instead of from the header's end.
+    fn seek(&mut self, offset: u64) -> Result<(), ScanError> {
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|source| ScanError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.buf.clear();
+        self.buf_start = offset;
+        self.cursor = 0;
+        self.eof = false;
+        self.unread_bytes = 0;
+        Ok(())
     }
 
     fn damaged(&self, position: u64, offset: u64, reason: impl ToString) -> ScanError {
@@ -392,5 +471,132 @@ impl SegmentReader {
         }
         self.buf.truncate(filled);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::operations::AlertRaised;
+    use crate::event::{AlertEvent, EventBody, NewEvent, StreamId};
+    use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+    use crate::store::{EventStore, ExpectedVersion};
+    use crate::time::Timestamp;
+
+    fn open_store(dir: &Path, segment_bytes: u64) -> EmbeddedStore {
+        let options = EmbeddedOptions {
+            segment_bytes,
+            clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_772_946_000_000))),
+        };
+        EmbeddedStore::open(dir, options).unwrap()
+    }
+
+    fn event(n: u64) -> NewEvent {
+        NewEvent::new(EventBody::Alert(AlertEvent::Raise(AlertRaised {
+            alert_id: Uuid::from_u128(7),
+            alert_type: 20,
+            name: "ALERT.USAGE.RESULT".into(),
+            description: format!("event {n}"),
+            zone_id: None,
+            pod_id: None,
+            cluster_id: None,
+            account_id: None,
+        })))
+    }
+
+    /// Appends `count` events in one group commit.
+    async fn append(store: &EmbeddedStore, count: u64) {
+        let stream = StreamId::new("scan", Uuid::from_u128(1)).unwrap();
+        let events = (0..count).map(event).collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+
+    /// Positions of the events the scanner hands out until it reports the end.
+    fn drain(scanner: &mut LogScanner) -> Vec<u64> {
+        std::iter::from_fn(|| scanner.next_event().unwrap())
+            .map(|e| e.event.envelope.position.0)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn resume_reads_what_a_running_store_appended_since_across_rollovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path(), 2048);
+        for _ in 0..3 {
+            append(&store, 1).await;
+        }
+        let mut scanner = LogScanner::open(dir.path()).unwrap();
+        assert_eq!(drain(&mut scanner), [1, 2, 3]);
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), Vec::<u64>::new());
+        for _ in 0..30 {
+            append(&store, 1).await;
+        }
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), (4..=33).collect::<Vec<_>>());
+        let segments = std::fs::read_dir(log_dir(dir.path())).unwrap().count();
+        assert!(segments > 2, "the log rolled over ({segments} segments)");
+        append(&store, 2).await;
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), [34, 35]);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_group_commit_being_written_is_held_back_until_its_commit_record_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path(), 64 * 1024 * 1024);
+        append(&store, 1).await;
+        append(&store, 2).await;
+        store.close();
+        let mut scanner = LogScanner::open(dir.path()).unwrap();
+        let all: Vec<ScannedEvent> = std::iter::from_fn(|| scanner.next_event().unwrap()).collect();
+        assert_eq!(all.len(), 3);
+        let segment = all[0].segment.clone();
+        let full = std::fs::read(&segment).unwrap();
+        let second = all[1].offset as usize;
+        let third = all[2].offset as usize;
+
+        // Record 2 whole but without a commit marker, record 3 cut short: a write in progress.
+        std::fs::write(&segment, &full[..third + 5]).unwrap();
+        let mut scanner = LogScanner::open(dir.path()).unwrap();
+        assert_eq!(drain(&mut scanner), [1]);
+        assert_eq!(scanner.ignored_tail(), (third + 5 - second) as u64);
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), Vec::<u64>::new());
+
+        // All but the last byte of the commit record: still held back.
+        std::fs::write(&segment, &full[..full.len() - 1]).unwrap();
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), Vec::<u64>::new());
+
+        // The commit record is whole: both events of the group, once.
+        std::fs::write(&segment, &full).unwrap();
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), [2, 3]);
+        assert_eq!(scanner.ignored_tail(), 0);
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), Vec::<u64>::new());
+    }
+
+    #[tokio::test]
+    async fn resume_finds_the_first_segment_of_a_log_that_had_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(log_dir(dir.path())).unwrap();
+        let mut scanner = LogScanner::open(dir.path()).unwrap();
+        assert_eq!(drain(&mut scanner), Vec::<u64>::new());
+        let store = open_store(dir.path(), 64 * 1024 * 1024);
+        append(&store, 1).await;
+        scanner.resume().unwrap();
+        assert_eq!(drain(&mut scanner), [1]);
+        store.close();
     }
 }
