@@ -34,9 +34,12 @@ const READ_ONLY_COMMANDS: &[&str] = &[
     "queryAsyncJobResult",
 ];
 
+/// Parameters a short name adds to its command, as (name, value).
+pub type DefaultParams = &'static [(&'static str, &'static str)];
+
 /// Short names for the lists auditors ask for most, with the parameters that make them list
 /// everything (the command's own parameters can still override them).
-pub const KINDS: &[(&str, &str, &[(&str, &str)])] = &[
+pub const KINDS: &[(&str, &str, DefaultParams)] = &[
     ("accounts", "listAccounts", &[]),
     ("alerts", "listAlerts", &[]),
     ("domains", "listDomains", &[]),
@@ -62,15 +65,7 @@ pub const KINDS: &[(&str, &str, &[(&str, &str)])] = &[
 
 /// The command `kind` names (a short name of [`KINDS`] or a read-only command's own name) and
 /// the parameters that go with the short name.
-pub fn resolve_kind(
-    kind: &str,
-) -> Result<
-    (
-        &'static CommandSpec,
-        &'static [(&'static str, &'static str)],
-    ),
-    ApiError,
-> {
+pub fn resolve_kind(kind: &str) -> Result<(&'static CommandSpec, DefaultParams), ApiError> {
     let (name, defaults) = match KINDS.iter().find(|(short, _, _)| *short == kind) {
         Some((_, name, defaults)) => (*name, *defaults),
         None => (kind, &[][..]),

@@ -225,12 +225,10 @@ pub fn backup(
     if !source_log.is_dir() {
         return Err(BackupError::NoLog(data_dir.to_owned()));
     }
-    let dest_is_empty_dir = match fs::read_dir(dest) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(BackupError::io("reading", dest)(e)),
-    };
-    if dest.exists() && !dest_is_empty_dir {
+    // Anything at `dest` but an empty directory (a file, a directory with entries, one that
+    // cannot be listed) is never replaced.
+    let dest_is_empty_dir = fs::read_dir(dest).is_ok_and(|mut entries| entries.next().is_none());
+    if !dest_is_empty_dir && fs::symlink_metadata(dest).is_ok() {
         return Err(BackupError::DestinationNotEmpty(dest.to_owned()));
     }
     let tmp = partial_name(dest);

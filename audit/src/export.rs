@@ -10,6 +10,7 @@ use engine::event::{ChainHash, CodecError, RecordedEvent};
 use engine::store::embedded::scan::{LogScanner, ScanError};
 use engine::time::Timestamp;
 
+use crate::parallel;
 use crate::trailer::Trailer;
 
 /// One end of an export's range: a log position, or a recorded-at time. Recorded-at (not
@@ -120,37 +121,51 @@ pub fn export(
 ) -> Result<ExportSummary, ExportError> {
     let mut scanner = LogScanner::open(data_dir)?;
     let total = scanner.total_bytes();
-    let mut head = ChainHash::GENESIS;
+    let threads = parallel::threads();
+    let mut batch = Vec::with_capacity(parallel::BATCH);
+    let mut last_line = None;
     let mut events = 0u64;
     let mut position = 0u64;
     let mut first_position = None;
     let mut scanned = 0u64;
-    while let Some(scanned_event) = scanner.next_event()? {
-        let event = scanned_event.event;
-        scanned += 1;
-        if scanned.is_multiple_of(1024) {
-            progress(scanner.read_bytes(), total);
+    loop {
+        let next = scanner.next_event()?;
+        let at_end = match &next {
+            None => true,
+            Some(scanned_event) => range
+                .to
+                .is_some_and(|to| Range::ends_before(to, &scanned_event.event)),
+        };
+        if let Some(scanned_event) = next.filter(|_| !at_end) {
+            let event = scanned_event.event;
+            scanned += 1;
+            if scanned.is_multiple_of(1024) {
+                progress(scanner.read_bytes(), total);
+            }
+            if !range
+                .from
+                .is_some_and(|from| Range::starts_after(from, &event))
+            {
+                batch.push(event);
+            }
         }
-        if range
-            .from
-            .is_some_and(|from| Range::starts_after(from, &event))
-        {
-            continue;
+        if batch.len() == parallel::BATCH || (at_end && !batch.is_empty()) {
+            let rendered = render_batch(&batch, threads)?;
+            out.write_all(rendered.text.as_bytes())
+                .map_err(ExportError::Write)?;
+            last_line = Some(rendered.last_line);
+            events += batch.len() as u64;
+            let (first, last) = (&batch[0], &batch[batch.len() - 1]);
+            first_position.get_or_insert(first.envelope.position.0);
+            position = last.envelope.position.0;
+            batch.clear();
         }
-        if range.to.is_some_and(|to| Range::ends_before(to, &event)) {
+        if at_end {
             break;
         }
-        let line = event.to_json_line().map_err(|source| ExportError::Render {
-            position: event.envelope.position.0,
-            source,
-        })?;
-        out.write_all(line.as_bytes()).map_err(ExportError::Write)?;
-        out.write_all(b"\n").map_err(ExportError::Write)?;
-        head = hash_line(&line);
-        events += 1;
-        position = event.envelope.position.0;
-        first_position.get_or_insert(position);
     }
+    // Every line's hash is the next event's stored prev_hash: only the last one is needed.
+    let head = last_line.map_or(ChainHash::GENESIS, |line| hash_line(&line));
     progress(scanner.read_bytes(), total);
     let trailer = Trailer {
         chain_head: head,
@@ -167,6 +182,34 @@ pub fn export(
         scanned,
         ignored_tail: scanner.ignored_tail(),
     })
+}
+
+/// Renders `batch` (not empty) as canonical lines, each ending in a newline, and returns them
+/// with the last line alone (whose hash is the chain head).
+fn render_batch(batch: &[RecordedEvent], threads: usize) -> Result<Rendered, ExportError> {
+    let lines = parallel::map_in_order(batch, threads, |event| {
+        event.to_json_line().map_err(|source| ExportError::Render {
+            position: event.envelope.position.0,
+            source,
+        })
+    });
+    let mut rendered = Rendered {
+        text: String::with_capacity(batch.len() * 512),
+        last_line: String::new(),
+    };
+    for line in lines {
+        let line = line?;
+        rendered.text.push_str(&line);
+        rendered.text.push('\n');
+        rendered.last_line = line;
+    }
+    Ok(rendered)
+}
+
+/// A batch rendered: its lines, and the last line alone.
+struct Rendered {
+    text: String,
+    last_line: String,
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 pub mod backup;
 pub mod export;
 pub mod inspect;
+mod parallel;
 pub mod point_in_time;
 pub mod tail;
 pub mod trailer;

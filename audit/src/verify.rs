@@ -11,6 +11,7 @@ use engine::event::{ChainHash, RecordedEvent, StreamId};
 use engine::store::embedded::scan::{LogScanner, ScanError};
 use engine::time::Timestamp;
 
+use crate::parallel;
 use crate::trailer::Trailer;
 
 /// The first bytes of a zstd frame: how a compressed export is recognised, whatever its name.
@@ -208,50 +209,49 @@ pub fn verify_export(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifySummary, VerifyError> {
+    let threads = parallel::threads();
     let mut checker = Checker::default();
     let mut trailer: Option<(u64, Trailer)> = None;
-    let mut raw = Vec::new();
     let mut number = 0u64;
-    loop {
-        raw.clear();
-        let read = input
-            .read_until(b'\n', &mut raw)
-            .map_err(|source| VerifyError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        let bad = |what: String| VerifyError::Line { line: number, what };
-        if let Some((line, _)) = trailer {
-            return Err(bad(format!(
-                "follows the final chain_head line (line {line}): lines were appended after the end of the export"
-            )));
-        }
-        let Some(text) = raw.strip_suffix(b"\n") else {
-            return Err(bad(
-                "the last line has no newline: the export was cut short".into(),
-            ));
-        };
-        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
-        if Trailer::looks_like(text) {
-            let parsed = Trailer::parse(text)
-                .map_err(|e| bad(format!("not a valid chain_head line: {e}")))?;
-            if parsed.to_line() != text {
-                return Err(bad("the chain_head line is not in canonical form".into()));
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(parallel::BATCH);
+    let mut ended = false;
+    while !ended {
+        batch.clear();
+        while batch.len() < parallel::BATCH {
+            let mut raw = Vec::new();
+            let read = input
+                .read_until(b'\n', &mut raw)
+                .map_err(|source| VerifyError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if read == 0 {
+                ended = true;
+                break;
             }
-            trailer = Some((number, parsed));
-            continue;
+            batch.push(raw);
         }
-        let event = RecordedEvent::from_json_line(text).map_err(|e| bad(e.to_string()))?;
-        let previous = format!("line {}", number - 1);
-        checker
-            .check(&event, hash_line(text), &previous)
-            .map_err(bad)?;
-        if checker.events % 1024 == 0 {
-            progress(checker.events);
+        // Parsing and hashing a line needs nothing from the lines before it: done in
+        // parallel; the checks against the previous line follow in order.
+        let parsed = parallel::map_in_order(&batch, threads, |raw| parse_line(raw));
+        for line in parsed {
+            number += 1;
+            let bad = |what: String| VerifyError::Line { line: number, what };
+            if let Some((line, _)) = trailer {
+                return Err(bad(format!(
+                    "follows the final chain_head line (line {line}): lines were appended after the end of the export"
+                )));
+            }
+            match line.map_err(bad)? {
+                ParsedLine::Trailer(parsed) => trailer = Some((number, parsed)),
+                ParsedLine::Event(event, hash) => {
+                    let previous = format!("line {}", number - 1);
+                    checker.check(&event, hash, &previous).map_err(bad)?;
+                    if checker.events % 1024 == 0 {
+                        progress(checker.events);
+                    }
+                }
+            }
         }
     }
     progress(checker.events);
@@ -284,6 +284,32 @@ pub fn verify_export(
     Ok(summary)
 }
 
+/// One line of an export, read on its own.
+enum ParsedLine {
+    /// The final `chain_head` line.
+    Trailer(Trailer),
+    /// An event line, with the SHA-256 of its text (the next line's `prev_hash`).
+    Event(Box<RecordedEvent>, ChainHash),
+}
+
+/// Reads one raw line (with its newline) of an export; what is wrong with it otherwise.
+fn parse_line(raw: &[u8]) -> Result<ParsedLine, String> {
+    let Some(text) = raw.strip_suffix(b"\n") else {
+        return Err("the last line has no newline: the export was cut short".into());
+    };
+    let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
+    if Trailer::looks_like(text) {
+        let parsed =
+            Trailer::parse(text).map_err(|e| format!("not a valid chain_head line: {e}"))?;
+        if parsed.to_line() != text {
+            return Err("the chain_head line is not in canonical form".into());
+        }
+        return Ok(ParsedLine::Trailer(parsed));
+    }
+    let event = RecordedEvent::from_json_line(text).map_err(|e| e.to_string())?;
+    Ok(ParsedLine::Event(Box::new(event), hash_line(text)))
+}
+
 /// Verifies the log of a data directory, reading its segment files read-only: every record's
 /// CRCs, that every event decodes, the hash chain (each `prev_hash` against the SHA-256 of the
 /// previous event's canonical line), and the invariants [`verify_export`] checks.
@@ -308,20 +334,42 @@ pub fn verify_data_dir(
         },
     };
     let mut scanner = LogScanner::open(data_dir).map_err(scan_error)?;
+    let threads = parallel::threads();
     let mut checker = Checker::default();
-    while let Some(scanned) = scanner.next_event().map_err(scan_error)? {
-        let event = scanned.event;
-        let position = event.envelope.position.0;
-        let bad = |what: String| VerifyError::Position { position, what };
-        let line = event
-            .to_json_line()
-            .map_err(|e| bad(format!("has no JSON form: {e}")))?;
-        let previous = format!("position {}", checker.last_position);
-        checker
-            .check(&event, hash_line(&line), &previous)
-            .map_err(bad)?;
-        if checker.events % 1024 == 0 {
-            progress(checker.events);
+    let mut batch = Vec::with_capacity(parallel::BATCH);
+    let mut ended = false;
+    while !ended {
+        batch.clear();
+        let mut damaged = None;
+        while batch.len() < parallel::BATCH {
+            match scanner.next_event() {
+                Ok(Some(scanned)) => batch.push(scanned.event),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(e) => {
+                    damaged = Some(scan_error(e));
+                    break;
+                }
+            }
+        }
+        // The events before a damaged record are checked first: an earlier finding wins.
+        let hashes = parallel::map_in_order(&batch, threads, |event| {
+            event.to_json_line().map(|line| hash_line(&line))
+        });
+        for (event, hash) in batch.iter().zip(hashes) {
+            let position = event.envelope.position.0;
+            let bad = |what: String| VerifyError::Position { position, what };
+            let hash = hash.map_err(|e| bad(format!("has no JSON form: {e}")))?;
+            let previous = format!("position {}", checker.last_position);
+            checker.check(event, hash, &previous).map_err(bad)?;
+            if checker.events % 1024 == 0 {
+                progress(checker.events);
+            }
+        }
+        if let Some(damaged) = damaged {
+            return Err(damaged);
         }
     }
     progress(checker.events);

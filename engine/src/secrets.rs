@@ -41,6 +41,9 @@ use crate::event::common::{HexBytes, SealedSecret};
 
 const KEY_FILE: &str = "master.key";
 const KEY_FILE_TMP: &str = "master.key.tmp";
+/// Held (an exclusive file lock) while a rotation reads, merges and rewrites the key file, so
+/// two rotations at once cannot each drop the key the other added.
+const KEY_FILE_LOCK: &str = "master.key.lock";
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 const MAX_KEY_ID_LEN: usize = 32;
@@ -173,6 +176,17 @@ impl MasterKeys {
     /// Returns the new key id.
     pub fn rotate(&mut self, data_dir: &Path) -> Result<String, SecretsError> {
         let path = data_dir.join(KEY_FILE);
+        let lock_path = data_dir.join(KEY_FILE_LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| SecretsError::Write {
+                path: lock_path,
+                source,
+            })?;
         // Start from the file, not only from memory: a key another process added since this one
         // loaded must never be dropped, or the secrets sealed under it could not be opened again.
         let mut merged = load(&path)?.unwrap_or(MasterKeys {
@@ -196,8 +210,15 @@ impl MasterKeys {
         merged.current = merged.keys.len() - 1;
         replace_file(&data_dir.join(KEY_FILE_TMP), &path, &merged.render())
             .map_err(|source| SecretsError::Write { path, source })?;
+        drop(lock);
         *self = merged;
         Ok(id.into())
+    }
+
+    /// The key ids, in file order (never the key material): what `ledgerstack admin key-ids`
+    /// lists.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(id, _)| id.as_str())
     }
 
     /// Id of the key new secrets are sealed with.
@@ -525,6 +546,35 @@ mod tests {
         unknown.key_id = "nosuchkey".into();
         let err = keys.open_sealed(&unknown, b"user-1").unwrap_err();
         assert_eq!(err.to_string(), "unknown master key id \"nosuchkey\"");
+    }
+
+    #[test]
+    fn concurrent_rotations_lose_no_key() {
+        let (dir, first) = keys();
+        let first_id = first.current_key_id().to_owned();
+        let added: Vec<String> = std::thread::scope(|scope| {
+            let rotators: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut keys = MasterKeys::open(dir.path()).unwrap();
+                        (0..5)
+                            .map(|_| keys.rotate(dir.path()).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            rotators
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        let on_disk = MasterKeys::open(dir.path()).unwrap();
+        let ids: Vec<&str> = on_disk.key_ids().collect();
+        assert_eq!(ids.len(), 21, "{ids:?}");
+        assert!(ids.contains(&first_id.as_str()));
+        for id in &added {
+            assert!(ids.contains(&id.as_str()), "{id} was lost");
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn backup(args: BackupArgs) -> Result<()> {
     bar.bar.finish_and_clear();
     let summary = result.with_context(|| {
         format!(
-            "backing up {} into {} (nothing was left at the destination)",
+            "backing up {} into {} (the destination was left as it was)",
             args.data_dir.display(),
             args.dir.display()
         )

@@ -67,27 +67,8 @@ pub(crate) fn rotate(data_dir: &Path) -> Result<()> {
 pub(crate) fn list(data_dir: &Path, json: bool) -> Result<()> {
     let keys = open(data_dir)?;
     let path = data_dir.join("master.key");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    // The file was just parsed and validated whole by `MasterKeys::open`: its `key` lines are
-    // well formed, so the second word of each is an id (the third, the material, is not read).
-    let ids: Vec<&str> = text
-        .lines()
-        .map(|line| line.split_once('#').map_or(line, |(before, _)| before))
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next() == Some("key"))
-                .then(|| words.next())
-                .flatten()
-        })
-        .collect();
+    let ids: Vec<&str> = keys.key_ids().collect();
     let current = keys.current_key_id();
-    if !ids.contains(&current) {
-        bail!(
-            "{} changed while it was read; run the command again",
-            path.display()
-        );
-    }
     let sealed = audit::backup::sealed_secrets_by_key(data_dir)?;
     let count = |id: &str| sealed.iter().find(|(k, _)| k == id).map_or(0, |(_, n)| *n);
     let missing: Vec<&(String, u64)> = sealed
