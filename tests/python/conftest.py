@@ -201,6 +201,8 @@ def server():
         assert set(credentials) >= {"username", "password", "api_key", "secret_key"}
         srv = Server(proc, endpoint, credentials, workdir, stderr_path)
         yield srv
+        # An online backup of everything the session did, taken while the server still runs.
+        _ledgerstack(binary, "backup", str(workdir / "backup"), "--data-dir", str(data_dir))
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=STOP_TIMEOUT)
@@ -223,9 +225,10 @@ def server():
 
 
 def _audit_round_trip(binary: Path, workdir: Path, data_dir: Path, live: str):
-    """The auditor's tools over the log the whole session's `cs` traffic wrote (issue 8):
-    export -> verify -> import into an empty data directory -> the same digest; a point-in-time
-    replay of the whole log and a rebuild of the usage models alone give it too."""
+    """The auditor's and operator's tools over the log the whole session's `cs` traffic wrote
+    (issue 8): export -> verify -> import into an empty data directory -> the same digest; a
+    point-in-time replay of the whole log and a rebuild of the usage models alone give it too;
+    the online backup restores to the digest of its head; tail agrees with export."""
     export = workdir / "export.jsonl.zst"
     _ledgerstack(binary, "export", "--data-dir", str(data_dir), "--zstd", "-o", str(export))
     verified = _ledgerstack(binary, "verify", str(export))
@@ -237,6 +240,18 @@ def _audit_round_trip(binary: Path, workdir: Path, data_dir: Path, live: str):
     assert replayed["digest"] == live, replayed
     partial = _ledgerstack(binary, "rebuild", "--only", "usage", "--data-dir", str(data_dir))
     assert f"digest {live}" in partial, partial
+    # The backup taken while the server ran restores to the state of its head position.
+    manifest = json.loads((workdir / "backup" / "manifest.json").read_text())
+    from_backup = workdir / "from-backup"
+    _ledgerstack(binary, "restore", str(workdir / "backup"), "--data-dir", str(from_backup))
+    at_head = json.loads(_ledgerstack(binary, "replay", "--data-dir", str(data_dir), "--at",
+                                      str(manifest["head_position"]), "--json"))
+    assert _ledgerstack(binary, "digest", "--data-dir", str(from_backup)).split()[0] \
+        == at_head["digest"], (manifest, at_head)
+    # `tail --json` prints the export's lines, byte for byte.
+    last = _ledgerstack(binary, "tail", "-n", "5", "--json", "--data-dir", str(data_dir))
+    exported = _ledgerstack(binary, "export", "--data-dir", str(data_dir)).splitlines()
+    assert last.splitlines() == exported[-6:-1]
 
 
 @pytest.fixture(scope="session")
