@@ -631,32 +631,21 @@ fn copy_file(
     mode: u32,
     copied: &mut dyn FnMut(u64),
 ) -> Result<(u64, String), BackupError> {
-    let mut input = File::open(from).map_err(BackupError::io("opening", from))?;
     let mut output = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(to)
         .map_err(BackupError::io("creating", to))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut bytes = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(BackupError::io("reading", from)(e)),
-        };
+    let summary = read_hashing(from, &mut |chunk| {
         output
-            .write_all(&buf[..n])
+            .write_all(chunk)
             .map_err(BackupError::io("writing", to))?;
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-        copied(n as u64);
-    }
+        copied(chunk.len() as u64);
+        Ok(())
+    })?;
     output.sync_all().map_err(BackupError::io("syncing", to))?;
-    Ok((bytes, hex::encode(hasher.finalize())))
+    Ok(summary)
 }
 
 fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
@@ -665,6 +654,17 @@ fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
 
 /// Size and SHA-256 of a file; `read` is called with each chunk's length.
 fn hash_file_with(path: &Path, read: &mut dyn FnMut(u64)) -> Result<(u64, String), BackupError> {
+    read_hashing(path, &mut |chunk| {
+        read(chunk.len() as u64);
+        Ok(())
+    })
+}
+
+/// Reads `path` to its end in chunks, handing each to `chunk`; returns its size and SHA-256.
+fn read_hashing(
+    path: &Path,
+    chunk: &mut dyn FnMut(&[u8]) -> Result<(), BackupError>,
+) -> Result<(u64, String), BackupError> {
     let mut input = File::open(path).map_err(BackupError::io("opening", path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -677,8 +677,8 @@ fn hash_file_with(path: &Path, read: &mut dyn FnMut(u64)) -> Result<(u64, String
             Err(e) => return Err(BackupError::io("reading", path)(e)),
         };
         hasher.update(&buf[..n]);
+        chunk(&buf[..n])?;
         bytes += n as u64;
-        read(n as u64);
     }
     Ok((bytes, hex::encode(hasher.finalize())))
 }

@@ -343,20 +343,10 @@ pub async fn start(
     };
     let mut events = store.subscribe(checkpoint.next());
     let started = std::time::Instant::now();
-    let mut caught_up = 0usize;
-    while state.position < head {
-        match events.next().await {
-            Some(Ok(event)) => {
-                state.apply(&event);
-                caught_up += 1;
-                if caught_up.is_multiple_of(PERSIST_EVERY) {
-                    persist(&tree, &mut state)?;
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ProjectionError::Stopped),
-        }
-    }
+    let caught_up = apply_until(&mut state, &mut events, head, |state| {
+        persist(&tree, state)
+    })
+    .await?;
     persist(&tree, &mut state)?;
     info!(
         from = checkpoint.0,
@@ -414,21 +404,12 @@ pub async fn rebuild(
     tree.insert(VERSION_KEY, state.version().as_bytes())?;
     let head = store.head().await?;
     let mut events = store.subscribe(Position(0).next());
-    let mut applied = 0u64;
-    while state.position < head {
-        match events.next().await {
-            Some(Ok(event)) => {
-                state.apply(&event);
-                applied += 1;
-                if applied.is_multiple_of(PERSIST_EVERY as u64) {
-                    persist(&tree, &mut state)?;
-                    progress(state.position, head);
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ProjectionError::Stopped),
-        }
-    }
+    let applied = apply_until(&mut state, &mut events, head, |state| {
+        persist(&tree, state)?;
+        progress(state.position, head);
+        Ok(())
+    })
+    .await?;
     persist(&tree, &mut state)?;
     progress(state.position, head);
     db.flush_async().await?;
@@ -478,20 +459,11 @@ pub async fn rebuild_only(
     let caught_up = load_current(store.clone(), dir, downstream).await?;
     let head = caught_up.position;
     let mut events = store.subscribe(Position(0).next());
-    let mut applied = 0u64;
-    while fresh.position < head {
-        match events.next().await {
-            Some(Ok(event)) => {
-                fresh.apply(&event);
-                applied += 1;
-                if applied.is_multiple_of(PERSIST_EVERY as u64) {
-                    progress(fresh.position, head);
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ProjectionError::Stopped),
-        }
-    }
+    let applied = apply_until(&mut fresh, &mut events, head, |state| {
+        progress(state.position, head);
+        Ok(())
+    })
+    .await?;
     drop(events);
     progress(fresh.position, head);
     {
@@ -542,14 +514,33 @@ pub async fn replay_in_memory(
     let head = store.head().await?;
     let mut state = State::with_downstream(downstream);
     let mut events = store.subscribe(Position(0).next());
+    apply_until(&mut state, &mut events, head, |_| Ok(())).await?;
+    Ok(state)
+}
+
+/// Applies `events` to `state` until it reaches `head`, calling `every` after each
+/// [`PERSIST_EVERY`] events (persisting, progress); returns how many were applied.
+async fn apply_until(
+    state: &mut State,
+    events: &mut engine::store::EventStream,
+    head: Position,
+    mut every: impl FnMut(&mut State) -> Result<(), ProjectionError>,
+) -> Result<u64, ProjectionError> {
+    let mut applied = 0u64;
     while state.position < head {
         match events.next().await {
-            Some(Ok(event)) => state.apply(&event),
+            Some(Ok(event)) => {
+                state.apply(&event);
+                applied += 1;
+                if applied.is_multiple_of(PERSIST_EVERY as u64) {
+                    every(state)?;
+                }
+            }
             Some(Err(e)) => return Err(e.into()),
             None => return Err(ProjectionError::Stopped),
         }
     }
-    Ok(state)
+    Ok(applied)
 }
 
 /// Loads the stored read models; `Err` (with the reason) when they must be rebuilt instead.

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from conftest import launch_server, new_user, server_binary, stop_server
+from test_usage_backfill import history, vm_facts
 from test_usage_cs import demo
 
 START = "2026-03-03T08:00:00Z"
@@ -61,25 +62,13 @@ def names(body: dict) -> set[str]:
 def backfill(account, offering, template, zone) -> list[dict]:
     """A VM of `account` that ran from 10:00 to 11:00 on March 3, told to the log later."""
     vm_id = str(uuid.uuid4())
-    vm = {
-        "vm_id": vm_id, "name": "backfilled", "instance_name": "i-2-98-VM",
-        "account_id": account["id"], "domain_id": account["domainid"], "zone_id": zone["id"],
-        "service_offering_id": offering["id"], "template_id": template["id"],
-        "hypervisor": "Simulator", "cpu_number": offering["cpunumber"],
-        "cpu_speed": offering["cpuspeed"], "memory": offering["memory"],
-    }
-    steps = [
+    vm = vm_facts(account, offering, template, zone, vm_id, name="backfilled")
+    return history(vm_id, [
         ("VM.CREATE", "2026-03-03T10:00:00.000Z",
          {"vm": vm, "affinity_group_ids": [], "ssh_keypairs": []}),
         ("VM.START", "2026-03-03T10:00:00.000Z", {"vm": vm}),
         ("VM.DESTROY", "2026-03-03T11:00:00.000Z", {"vm": vm, "expunge": True}),
-    ]
-    return [
-        {"id": str(uuid.uuid5(uuid.UUID(vm_id), f"{n}")), "stream": f"vm-{vm_id}",
-         "type": kind, "occurred_at": at, "actor": {}, "level": "INFO", "state": "Completed",
-         "data": data}
-        for n, (kind, at, data) in enumerate(steps)
-    ]
+    ])
 
 
 def test_state_at_a_moment_is_what_the_api_answered_then():

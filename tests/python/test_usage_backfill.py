@@ -19,30 +19,40 @@ from conftest import launch_server, server_binary, stop_server
 RUNNING_VM, ALLOCATED_VM = 1, 2
 
 
-def vm_history(account, offering, template, zone, vm_id):
-    """A VM created and started on March 10 at 09:00Z, stopped at 17:00Z, started again on the
-    11th at 08:00Z and destroyed on the 12th at 08:00Z."""
-    vm = {
-        "vm_id": vm_id, "name": "replayed", "instance_name": "i-2-99-VM",
+def vm_facts(account, offering, template, zone, vm_id, name="replayed"):
+    """The `vm` member of a VM event's data (docs/events.md) for a VM of `account`."""
+    return {
+        "vm_id": vm_id, "name": name, "instance_name": f"i-2-{name}-VM",
         "account_id": account["id"], "domain_id": account["domainid"], "zone_id": zone["id"],
         "service_offering_id": offering["id"], "template_id": template["id"],
         "hypervisor": "Simulator", "cpu_number": offering["cpunumber"],
         "cpu_speed": offering["cpuspeed"], "memory": offering["memory"],
     }
-    steps = [
-        ("VM.CREATE", "2026-03-10T09:00:00.000Z",
-         {"vm": vm, "affinity_group_ids": [], "ssh_keypairs": []}),
-        ("VM.START", "2026-03-10T09:00:00.000Z", {"vm": vm}),
-        ("VM.STOP", "2026-03-10T17:00:00.000Z", {"vm": vm, "forced": False}),
-        ("VM.START", "2026-03-11T08:00:00.000Z", {"vm": vm}),
-        ("VM.DESTROY", "2026-03-12T08:00:00.000Z", {"vm": vm, "expunge": True}),
-    ]
+
+
+def history(vm_id, steps):
+    """Import lines for one VM's stream: `steps` are (type, occurred_at, data); the event ids
+    are derived from the VM id, so importing the same history twice appends nothing."""
     return [
         {"id": str(uuid.uuid5(uuid.UUID(vm_id), f"{n}")), "stream": f"vm-{vm_id}",
          "type": kind, "occurred_at": at, "actor": {}, "level": "INFO", "state": "Completed",
          "data": data}
         for n, (kind, at, data) in enumerate(steps)
     ]
+
+
+def vm_history(account, offering, template, zone, vm_id):
+    """A VM created and started on March 10 at 09:00Z, stopped at 17:00Z, started again on the
+    11th at 08:00Z and destroyed on the 12th at 08:00Z."""
+    vm = vm_facts(account, offering, template, zone, vm_id)
+    return history(vm_id, [
+        ("VM.CREATE", "2026-03-10T09:00:00.000Z",
+         {"vm": vm, "affinity_group_ids": [], "ssh_keypairs": []}),
+        ("VM.START", "2026-03-10T09:00:00.000Z", {"vm": vm}),
+        ("VM.STOP", "2026-03-10T17:00:00.000Z", {"vm": vm, "forced": False}),
+        ("VM.START", "2026-03-11T08:00:00.000Z", {"vm": vm}),
+        ("VM.DESTROY", "2026-03-12T08:00:00.000Z", {"vm": vm, "expunge": True}),
+    ])
 
 
 def ledgerstack(*args):

@@ -124,7 +124,7 @@ async fn tail(args: TailArgs) -> Result<()> {
     };
     // Handled from here on, so that Ctrl-C or SIGTERM ends a follow cleanly (exit 0, output
     // flushed) instead of killing the process mid-line.
-    let signals = Signals::listen()?;
+    let signals = crate::shutdown::ShutdownSignals::listen()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let data_dir = args.data_dir.clone();
@@ -148,26 +148,3 @@ async fn tail(args: TailArgs) -> Result<()> {
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn listen() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    /// Resolves on the first of them.
-    async fn received(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-}

@@ -12,6 +12,7 @@ mod log_view;
 mod master_key;
 mod point_in_time;
 mod serve;
+mod shutdown;
 mod state;
 mod usage_export;
 

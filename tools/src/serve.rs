@@ -91,7 +91,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     // Listening for the signals before the ready line: a supervisor may send SIGTERM as soon as
     // it reads it, and an unhandled SIGTERM would kill the process without a clean stop.
-    let shutdown = ShutdownSignals::listen()?;
+    let shutdown = crate::shutdown::ShutdownSignals::listen()?;
     info!(%endpoint, data_dir = %args.data_dir.display(), "serving");
     println!(
         "Ledgerstack API on {endpoint} (data in {}). Ctrl-C stops.",
@@ -103,28 +103,4 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .context("serving the API")?;
     println!("Stopped. {events} events in the log.");
     Ok(())
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM, handled from the moment [`ShutdownSignals::listen`] returns.
-struct ShutdownSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn listen() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(ShutdownSignals {
-            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    /// Resolves on the first of them.
-    async fn received(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
 }
