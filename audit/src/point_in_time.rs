@@ -169,3 +169,39 @@ pub fn replay(
     }
     Ok((state, summary))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_parses_as_a_position_or_an_occurred_at_time() {
+        assert_eq!("42".parse::<At>().unwrap(), At::Position(42));
+        assert_eq!(
+            "2026-03-03T14:00:00Z".parse::<At>().unwrap(),
+            At::OccurredAt("2026-03-03T14:00:00.000Z".parse().unwrap())
+        );
+        assert!("March 3".parse::<At>().is_err());
+    }
+
+    #[test]
+    fn now_is_the_moment_when_it_is_a_time() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let last = Some(t("2026-03-09T00:00:00Z"));
+        let by_time = Moment {
+            at: Some(At::OccurredAt(t("2026-03-03T14:00:00Z"))),
+            known_at: Some(t("2026-03-05T00:00:00Z")),
+        };
+        assert_eq!(by_time.now(last), Some(t("2026-03-03T14:00:00Z")));
+        let known = Moment {
+            at: Some(At::Position(7)),
+            known_at: Some(t("2026-03-05T00:00:00Z")),
+        };
+        assert_eq!(known.now(last), Some(t("2026-03-05T00:00:00Z")));
+        let whole = Moment {
+            at: None,
+            known_at: None,
+        };
+        assert_eq!(whole.now(last), last);
+    }
+}
