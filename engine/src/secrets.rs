@@ -166,6 +166,16 @@ impl MasterKeys {
         }
     }
 
+    /// One fresh random key held in memory only: it opens no secret of any log. For answering
+    /// from a log whose key is not at hand (`ledgerstack state` on an auditor's copy), where
+    /// sealed secrets are simply not shown.
+    pub fn ephemeral() -> MasterKeys {
+        MasterKeys {
+            keys: vec![(fresh_key_id(&[]), random_key())],
+            current: 0,
+        }
+    }
+
     /// Opens an existing `<data_dir>/master.key` only (offline tools); error if missing.
     pub fn open(data_dir: &Path) -> Result<MasterKeys, SecretsError> {
         let path = data_dir.join(KEY_FILE);

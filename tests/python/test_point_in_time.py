@@ -167,6 +167,13 @@ def test_state_at_a_moment_is_what_the_api_answered_then():
         done = ledgerstack("export", "--data-dir", data_dir, "-o", export)
         assert done.returncode == 0, done.stderr
         assert ledgerstack("verify", export).returncode == 0
+        # An auditor's copy (the export imported into a new directory, no master key) answers
+        # the same past.
+        copy = workdir / "auditor-copy"
+        assert ledgerstack("import", export, "--data-dir", copy).returncode == 0
+        assert not (copy / "master.key").exists()
+        for kind, answered in seen[T1].items():
+            assert state(copy, kind, "--at", T1) == answered, kind
         lines = export.read_text().splitlines(keepends=True)
         victim = next(n for n, line in enumerate(lines) if '"alice-web"' in line)
         lines[victim] = lines[victim].replace('"alice-web"', '"alice-wed"', 1)
