@@ -343,10 +343,8 @@ pub async fn start(
     };
     let mut events = store.subscribe(checkpoint.next());
     let started = std::time::Instant::now();
-    let caught_up = apply_until(&mut state, &mut events, head, |state| {
-        persist(&tree, state)
-    })
-    .await?;
+    let caught_up =
+        apply_until(&mut state, &mut events, head, |state| persist(&tree, state)).await?;
     persist(&tree, &mut state)?;
     info!(
         from = checkpoint.0,

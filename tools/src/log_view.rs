@@ -147,4 +147,3 @@ async fn tail(args: TailArgs) -> Result<()> {
         Err(e) => Err(e).with_context(|| format!("reading the log in {}", args.data_dir.display())),
     }
 }
-

@@ -1,84 +1,26 @@
 //! `ledgerstack export` and `ledgerstack verify` (and `bench export`), as an auditor runs them:
 //! on a data directory a real server bootstrapped, with history imported on top.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
+use support::{
+    Ids, assert_fails_saying, bootstrapped, digest, import, import_lines, ledgerstack, read_lines,
+    stderr, stdout, write_lines,
+};
 
-fn ledgerstack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-const DOMAIN: &str = "0d000000-0000-4000-8000-0000000000a1";
-const ACCOUNT: &str = "0acc0000-0000-4000-8000-0000000000a1";
-const OFFERING: &str = "05e00000-0000-4000-8000-0000000000a1";
-const VM: &str = "0f000000-0000-4000-8000-0000000000a1";
-
-/// Starts a server on a new data directory, waits for its ready line and stops it with
-/// SIGTERM: the data directory then holds the bootstrap's events.
-fn bootstrapped() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = ledgerstack()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "serve ended before its ready line"
-        );
-        if line.starts_with("Ledgerstack API on http://127.0.0.1:") {
-            break;
-        }
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::io::Read::read_to_string(&mut out, &mut String::new()).unwrap();
-    // A SIGTERM that arrives before serve has installed its handler ends it by the signal;
-    // either way every acknowledged event is in the log, which is what these tests read.
-    let status = child.wait().unwrap();
-    assert!(
-        status.success() || status.signal() == Some(15),
-        "serve exited with {status}"
-    );
-    dir
-}
-
-fn event(n: u32, stream: &str, event_type: &str, at: &str, data: Value) -> Value {
-    json!({
-        "id": format!("a0000000-0000-4000-8000-{n:012x}"),
-        "stream": stream, "type": event_type, "occurred_at": at, "actor": {},
-        "level": "INFO", "state": "Completed", "data": data,
-    })
-}
-
-fn vm() -> Value {
-    json!({
-        "vm_id": VM, "name": "web-01", "instance_name": "i-2-5-VM", "account_id": ACCOUNT,
-        "domain_id": DOMAIN, "zone_id": "020e0000-0000-4000-8000-0000000000a1",
-        "service_offering_id": OFFERING, "template_id": "07e00000-0000-4000-8000-0000000000a1",
-        "hypervisor": "Simulator", "cpu_number": 1, "cpu_speed": 1000, "memory": 1024,
-    })
-}
+const IDS: Ids = Ids {
+    domain: "0d000000-0000-4000-8000-0000000000a1",
+    account: "0acc0000-0000-4000-8000-0000000000a1",
+    offering: "05e00000-0000-4000-8000-0000000000a1",
+    zone: "020e0000-0000-4000-8000-0000000000a1",
+    template: "07e00000-0000-4000-8000-0000000000a1",
+    vm: "0f000000-0000-4000-8000-0000000000a1",
+    event_prefix: "a0000000-0000-4000-8000-",
+};
 
 /// Events the tests import on top of the bootstrap's (the last six of the log).
 const IMPORTED: usize = 6;
@@ -87,68 +29,7 @@ const IMPORTED: usize = 6;
 /// imported on top (a display name with non-ASCII text included).
 fn data_dir_with_traffic() -> tempfile::TempDir {
     let dir = bootstrapped();
-    let vm_stream = format!("vm-{VM}");
-    let lines = [
-        event(
-            1,
-            &format!("domain-{DOMAIN}"),
-            "DOMAIN.CREATE",
-            "2024-04-30T00:00:00.000Z",
-            json!({"domain": {"domain_id": DOMAIN, "name": "acme", "path": "/acme"}}),
-        ),
-        event(
-            2,
-            &format!("account-{ACCOUNT}"),
-            "ACCOUNT.CREATE",
-            "2024-04-30T00:00:01.000Z",
-            json!({"account": {"account_id": ACCOUNT, "name": "acme-ops",
-                "account_type": "User", "domain_id": DOMAIN}}),
-        ),
-        event(
-            3,
-            &format!("offering-{OFFERING}"),
-            "SERVICE.OFFERING.CREATE",
-            "2024-04-30T00:00:02.000Z",
-            json!({"offering": {
-                "service_offering_id": OFFERING, "name": "Small", "display_text": "Petit «s»",
-                "cpu_number": 1, "cpu_speed": 1000, "memory": 1024, "is_customized": false,
-                "offer_ha": false, "limit_cpu_use": false, "dynamic_scaling_enabled": false,
-                "storage_type": "shared", "domain_ids": [], "zone_ids": [],
-            }}),
-        ),
-        event(
-            4,
-            &vm_stream,
-            "VM.CREATE",
-            "2024-05-01T10:00:00.000Z",
-            json!({"vm": vm(), "ssh_keypairs": [], "affinity_group_ids": []}),
-        ),
-        event(
-            5,
-            &vm_stream,
-            "VM.START",
-            "2024-05-01T10:00:00.000Z",
-            json!({"vm": vm()}),
-        ),
-        event(
-            6,
-            &vm_stream,
-            "VM.STOP",
-            "2024-05-02T06:00:00.000Z",
-            json!({"vm": vm(), "forced": false}),
-        ),
-    ];
-    let file = dir.path().join("history.jsonl");
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&file, text).unwrap();
-    let out = ledgerstack()
-        .arg("import")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    import_lines(dir.path(), &IDS.history("Petit «s»"));
     dir
 }
 
@@ -188,32 +69,9 @@ fn assert_caught(out: &Output, fragments: &[&str]) {
     }
 }
 
-fn lines(file: &Path) -> Vec<String> {
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn write(file: &Path, lines: &[String]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(file, text).unwrap();
-}
-
-fn digest(dir: &Path) -> String {
-    let out = ledgerstack()
-        .args(["digest", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-}
-
 /// The export's events and final line, parsed.
 fn parsed(file: &Path) -> (Vec<Value>, Value) {
-    let mut all: Vec<Value> = lines(file)
+    let mut all: Vec<Value> = read_lines(file)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -268,7 +126,7 @@ fn a_changed_removed_or_reordered_line_is_caught_naming_its_line() {
     let dir = data_dir_with_traffic();
     let file = dir.path().join("export.jsonl");
     export(dir.path(), &file, &[]);
-    let good = lines(&file);
+    let good = read_lines(&file);
     let n = good.len() - 1;
     let bad = dir.path().join("bad.jsonl");
 
@@ -279,7 +137,7 @@ fn a_changed_removed_or_reordered_line_is_caught_naming_its_line() {
     let text = &changed[account - 1];
     assert!(text.contains("\"acme-ops\""), "{text}");
     changed[account - 1] = text.replace("\"acme-ops\"", "\"acme-opz\"");
-    write(&bad, &changed);
+    write_lines(&bad, &changed);
     assert_caught(
         &verify(&bad),
         &[
@@ -295,39 +153,39 @@ fn a_changed_removed_or_reordered_line_is_caught_naming_its_line() {
     let mut bytes = changed[6].clone().into_bytes();
     bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
     changed[6] = String::from_utf8(bytes).unwrap();
-    write(&bad, &changed);
+    write_lines(&bad, &changed);
     assert_caught(&verify(&bad), &["line 7:", "hash chain broken"]);
 
     // A byte that breaks the JSON: caught at its own line as a schema problem.
     let mut changed = good.clone();
     changed[2].replace_range(0..1, "[");
-    write(&bad, &changed);
+    write_lines(&bad, &changed);
     assert_caught(&verify(&bad), &["line 3:", "not an event line"]);
 
     // The last event line changed: the final line's chain head catches it.
     let mut changed = good.clone();
     changed[n - 1] = changed[n - 1].replace("\"level\":\"INFO\"", "\"level\":\"WARN\"");
-    write(&bad, &changed);
+    write_lines(&bad, &changed);
     assert_caught(&verify(&bad), &["final line:", &format!("line {n} ")]);
 
     // Line 4 deleted: caught at the line that now follows line 3.
     let mut removed = good.clone();
     removed.remove(3);
-    write(&bad, &removed);
+    write_lines(&bad, &removed);
     assert_caught(&verify(&bad), &["line 4:", "hash chain broken"]);
 
     // Lines 8 and 9 swapped: caught at line 8.
     let mut swapped = good.clone();
     swapped.swap(7, 8);
-    write(&bad, &swapped);
+    write_lines(&bad, &swapped);
     assert_caught(&verify(&bad), &["line 8:", "hash chain broken"]);
 
     // The final line removed (an export cut short), or an event after it.
-    write(&bad, &good[..good.len() - 1]);
+    write_lines(&bad, &good[..good.len() - 1]);
     assert_caught(&verify(&bad), &["final line: missing"]);
     let mut appended = good.clone();
     appended.push(good[3].clone());
-    write(&bad, &appended);
+    write_lines(&bad, &appended);
     assert_caught(
         &verify(&bad),
         &[
@@ -383,8 +241,7 @@ fn a_flipped_byte_in_a_segment_file_is_caught_naming_its_position() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("position 12"), "{}", stderr(&out));
+    assert_fails_saying(&out, "position 12");
 }
 
 #[test]
@@ -392,15 +249,9 @@ fn an_export_imported_into_an_empty_data_directory_gives_the_same_digest() {
     let source = data_dir_with_traffic();
     let file = source.path().join("export.jsonl");
     export(source.path(), &file, &[]);
-    let n = lines(&file).len() - 1;
+    let n = read_lines(&file).len() - 1;
     let target = tempfile::tempdir().unwrap();
-    let out = ledgerstack()
-        .arg("import")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(target.path())
-        .output()
-        .unwrap();
+    let out = import(target.path(), &file);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains(&format!("{n} appended")),
@@ -411,7 +262,7 @@ fn an_export_imported_into_an_empty_data_directory_gives_the_same_digest() {
     // A restore keeps recorded-at, so the restored log is the source's, chain head included.
     let restored = target.path().join("export.jsonl");
     export(target.path(), &restored, &[]);
-    assert_eq!(lines(&restored), lines(&file));
+    assert_eq!(read_lines(&restored), read_lines(&file));
 }
 
 #[test]
@@ -482,7 +333,7 @@ fn a_zstd_export_round_trips_and_verifies() {
     assert_eq!(decoded, std::fs::read(&plain).unwrap());
     let out = verify(&packed);
     assert!(out.status.success(), "{}", stderr(&out));
-    let n = lines(&plain).len() - 1;
+    let n = read_lines(&plain).len() - 1;
     assert!(
         stdout(&out).contains(&format!("{n} events")),
         "{}",

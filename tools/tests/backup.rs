@@ -1,32 +1,20 @@
 //! `ledgerstack backup`, `restore`, `admin rotate-key` and `admin key-ids`, run as an operator
 //! runs them: against real servers on 127.0.0.1, called with `ledgerstack call`.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::Value;
+use support::{Server, assert_fails_saying, isolated, read_lines, stderr, stdout};
 
+/// `ledgerstack` with no client settings from the environment or a home config.
 fn ledgerstack() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ledgerstack"));
-    // No client settings from the environment or a home config.
-    command
-        .env_remove("LEDGERSTACK_CONFIG")
-        .env_remove("LEDGERSTACK_ENDPOINT")
-        .env_remove("LEDGERSTACK_API_KEY")
-        .env_remove("LEDGERSTACK_SECRET_KEY")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("HOME", std::env::temp_dir())
-        .env("RUST_BACKTRACE", "0")
-        .env("RUST_LIB_BACKTRACE", "0");
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    isolated(&std::env::temp_dir())
 }
 
 /// Runs `ledgerstack ARGS` and asserts it succeeded; its stdout.
@@ -36,114 +24,32 @@ fn run_ok(args: &[&str]) -> String {
         out.status.success(),
         "ledgerstack {args:?} failed ({}): {}",
         out.status,
-        text(&out.stderr)
+        stderr(&out)
     );
-    text(&out.stdout)
+    stdout(&out)
 }
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A `serve` on a free port over `data_dir`, killed when dropped (or stopped with SIGTERM).
-struct Server {
-    child: Child,
-    endpoint: String,
-    data_dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = ledgerstack()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut printed = String::new();
-        let endpoint = loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                let _ = child.kill();
-                panic!("serve exited before its ready line:\n{printed}");
-            }
-            printed.push_str(&line);
-            if let Some(rest) = line.strip_prefix("Ledgerstack API on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Server {
-            child,
-            endpoint,
-            data_dir: data_dir.to_owned(),
-        }
-    }
-
-    /// Stops the server with SIGTERM and waits for it: every acknowledged event is in the log.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap();
-    }
-
-    /// `ledgerstack call COMMAND ARGS... --json` with the admin's keys of `keys_from`.
-    fn call_with_admin_of(&self, keys_from: &Path, args: &[&str]) -> Output {
-        ledgerstack()
-            .args(["call", "--endpoint", &self.endpoint, "--from-data-dir"])
-            .arg(keys_from)
-            .args(args)
-            .arg("--json")
-            .output()
-            .unwrap()
-    }
-
-    /// A successful admin call (keys of this server's data directory), parsed.
-    fn admin(&self, args: &[&str]) -> Value {
-        let out = self.call_with_admin_of(&self.data_dir, args);
-        assert!(
-            out.status.success(),
-            "call {args:?} failed: {}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// A call signed with the given keys.
-    fn call_as(&self, keys: &(String, String), args: &[&str]) -> Output {
-        ledgerstack()
-            .args(["call", "--endpoint", &self.endpoint, "--api-key"])
-            .arg(&keys.0)
-            .arg("--secret-key")
-            .arg(&keys.1)
-            .args(args)
-            .arg("--json")
-            .output()
-            .unwrap()
-    }
+/// A call signed with the given keys.
+fn call_as(server: &Server, keys: &(String, String), args: &[&str]) -> Output {
+    ledgerstack()
+        .args(["call", "--endpoint", &server.endpoint, "--api-key"])
+        .arg(&keys.0)
+        .arg("--secret-key")
+        .arg(&keys.1)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap()
 }
 
 /// The event lines of an export of `data_dir` (its final chain_head line apart).
 fn export(data_dir: &Path, file: &Path) -> (Vec<String>, Value) {
     run_ok(&["export", "--data-dir", path(data_dir), "-o", path(file)]);
-    let mut lines: Vec<String> = std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut lines = read_lines(file);
     let trailer = serde_json::from_str(&lines.pop().unwrap()).unwrap();
     (lines, trailer)
 }
@@ -162,9 +68,9 @@ fn created_domains(lines: &[String]) -> BTreeSet<String> {
 fn a_backup_taken_while_a_writer_appends_restores_to_a_consistent_prefix() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let server = Server::start(&data);
+    let server = Server::start_on(&data, false);
     for n in 0..3 {
-        server.admin(&["createDomain", &format!("name=before{n}")]);
+        server.json(&["createDomain", &format!("name=before{n}")]);
     }
 
     // A writer creating domains one after another, until told to stop and at least five
@@ -185,13 +91,8 @@ fn a_backup_taken_while_a_writer_appends_restores_to_a_consistent_prefix() {
                 if stop.load(Ordering::SeqCst) {
                     after_stop += 1;
                 }
-                let out = ledgerstack()
-                    .args(["call", "--endpoint", &endpoint, "--from-data-dir"])
-                    .arg(&data)
-                    .args(["createDomain", &format!("name=d{n}")])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{}", text(&out.stderr));
+                let out = support::call(&endpoint, &data, &["createDomain", &format!("name=d{n}")]);
+                assert!(out.status.success(), "{}", stderr(&out));
                 n += 1;
                 written.store(n, Ordering::SeqCst);
             }
@@ -247,8 +148,8 @@ fn a_backup_taken_while_a_writer_appends_restores_to_a_consistent_prefix() {
     // the admin's keys (restored with it) sign the calls.
     let domains = created_domains(&copy);
     assert!(domains.contains("before2"));
-    let on_restored = Server::start(&restored);
-    let listed = on_restored.admin(&["listDomains", "listall=true"]);
+    let on_restored = Server::start_on(&restored, false);
+    let listed = on_restored.json(&["listDomains", "listall=true"]);
     let names: BTreeSet<String> = listed["domain"]
         .as_array()
         .unwrap()
@@ -257,16 +158,16 @@ fn a_backup_taken_while_a_writer_appends_restores_to_a_consistent_prefix() {
         .collect();
     assert_eq!(names, domains);
     drop(on_restored);
-    server.stop();
+    server.terminate();
 }
 
 #[test]
 fn a_damaged_or_altered_backup_is_refused_and_nothing_is_written() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let server = Server::start(&data);
-    server.admin(&["createDomain", "name=acme"]);
-    server.stop();
+    let server = Server::start_on(&data, false);
+    server.json(&["createDomain", "name=acme"]);
+    server.terminate();
     let backup = root.path().join("backup");
     run_ok(&["backup", path(&backup), "--data-dir", path(&data)]);
 
@@ -275,12 +176,7 @@ fn a_damaged_or_altered_backup_is_refused_and_nothing_is_written() {
         .args(["backup", path(&backup), "--data-dir", path(&data)])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("exists and is not empty"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_saying(&out, "exists and is not empty");
 
     let manifest_text = std::fs::read_to_string(backup.join("manifest.json")).unwrap();
     let manifest: Value = serde_json::from_str(&manifest_text).unwrap();
@@ -299,7 +195,7 @@ fn a_damaged_or_altered_backup_is_refused_and_nothing_is_written() {
             .args(["restore", path(&copy), "--data-dir", path(&target)])
             .output()
             .unwrap();
-        let stderr = text(&out.stderr);
+        let stderr = stderr(&out);
         assert!(!out.status.success(), "{name}: restore succeeded");
         assert!(stderr.contains("nothing was restored"), "{name}: {stderr}");
         for fragment in expected {
@@ -338,7 +234,7 @@ fn a_damaged_or_altered_backup_is_refused_and_nothing_is_written() {
             let file = dir.join(&segment);
             flip(&file, 100);
             let out = Command::new("sha256sum").arg(&file).output().unwrap();
-            let sha = text(&out.stdout)[..64].to_owned();
+            let sha = stdout(&out)[..64].to_owned();
             let old = manifest["files"][0]["sha256"].as_str().unwrap();
             let edited = manifest_text.replace(old, &sha);
             std::fs::write(dir.join("manifest.json"), edited).unwrap();
@@ -359,19 +255,14 @@ fn a_damaged_or_altered_backup_is_refused_and_nothing_is_written() {
         .args(["restore", path(&backup), "--data-dir", path(&data)])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("already holds"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails_saying(&out, "already holds");
 }
 
 #[test]
 fn a_record_caught_half_written_is_left_out_of_the_backup() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    Server::start(&data).stop();
+    Server::start_on(&data, false).terminate();
     let before = run_ok(&["verify", "--data-dir", path(&data)]);
     // What a reader sees while the server is writing a record: its first bytes only (here a
     // copy of the start of the first record, whose length field promises more).
@@ -408,7 +299,7 @@ fn a_record_caught_half_written_is_left_out_of_the_backup() {
 
 /// Creates an account with one user named `name` and registers API keys for the user.
 fn user_with_keys(server: &Server, name: &str) -> (String, String) {
-    server.admin(&[
+    server.json(&[
         "createAccount",
         "accounttype=0",
         &format!("username={name}"),
@@ -417,9 +308,9 @@ fn user_with_keys(server: &Server, name: &str) -> (String, String) {
         "lastname=L",
         &format!("email={name}@example.com"),
     ]);
-    let users = server.admin(&["listUsers", &format!("username={name}"), "listall=true"]);
+    let users = server.json(&["listUsers", &format!("username={name}"), "listall=true"]);
     let id = users["user"][0]["id"].as_str().unwrap().to_owned();
-    let keys = server.admin(&["registerUserKeys", &format!("id={id}")]);
+    let keys = server.json(&["registerUserKeys", &format!("id={id}")]);
     (
         keys["userkeys"]["apikey"].as_str().unwrap().to_owned(),
         keys["userkeys"]["secretkey"].as_str().unwrap().to_owned(),
@@ -444,7 +335,7 @@ fn key_id_of(line: &str) -> String {
 
 /// Whether a signed `listAccounts` with `keys` succeeds on `server`.
 fn works(server: &Server, keys: &(String, String)) -> bool {
-    server.call_as(keys, &["listAccounts"]).status.success()
+    call_as(server, keys, &["listAccounts"]).status.success()
 }
 
 fn copy_key(from: &Path, to: &Path) {
@@ -456,9 +347,9 @@ fn copy_key(from: &Path, to: &Path) {
 fn key_rotation_re_encrypts_nothing_and_an_import_needs_the_key() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let server = Server::start(&data);
+    let server = Server::start_on(&data, false);
     let alice = user_with_keys(&server, "alice");
-    server.stop();
+    server.terminate();
     let k1 = run_ok(&["admin", "key-ids", "--data-dir", path(&data)]);
     let k1 = k1.split(" (current)").next().unwrap().to_owned();
     let (before, _) = export(&data, &root.path().join("before.jsonl"));
@@ -488,11 +379,11 @@ fn key_rotation_re_encrypts_nothing_and_an_import_needs_the_key() {
         .unwrap();
     assert!(!ids.to_string().contains(material), "key-ids printed a key");
 
-    let server = Server::start(&data);
+    let server = Server::start_on(&data, false);
     let bob = user_with_keys(&server, "bob");
     assert!(works(&server, &alice), "alice's key (sealed with k1)");
     assert!(works(&server, &bob), "bob's key (sealed with k2)");
-    server.stop();
+    server.terminate();
 
     let export_file = root.path().join("after.jsonl");
     let (after, _) = export(&data, &export_file);
@@ -507,7 +398,7 @@ fn key_rotation_re_encrypts_nothing_and_an_import_needs_the_key() {
     let moved = root.path().join("moved");
     copy_key(&data, &moved);
     run_ok(&["import", path(&export_file), "--data-dir", path(&moved)]);
-    let server = Server::start(&moved);
+    let server = Server::start_on(&moved, false);
     assert!(works(&server, &alice));
     assert!(works(&server, &bob));
     drop(server);
@@ -517,11 +408,10 @@ fn key_rotation_re_encrypts_nothing_and_an_import_needs_the_key() {
     let keyless = root.path().join("keyless");
     std::fs::create_dir(&keyless).unwrap();
     run_ok(&["import", path(&export_file), "--data-dir", path(&keyless)]);
-    let server = Server::start(&keyless);
+    let server = Server::start_on(&keyless, false);
     for keys in [&alice, &bob] {
-        let out = server.call_as(keys, &["listAccounts"]);
-        assert!(!out.status.success());
-        assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+        let out = call_as(&server, keys, &["listAccounts"]);
+        assert_fails_saying(&out, "401");
     }
     drop(server);
     let out = ledgerstack()
@@ -529,7 +419,7 @@ fn key_rotation_re_encrypts_nothing_and_an_import_needs_the_key() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("does not hold") && stderr.contains(&k1) && stderr.contains(&k2),
         "{stderr}"

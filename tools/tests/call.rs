@@ -1,145 +1,59 @@
 //! `ledgerstack call` and `ledgerstack sign` run as an operator runs them, against a real
 //! `ledgerstack serve --demo` on 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
+use support::{Server, isolated, ledgerstack, stderr};
 
-/// A `serve --demo` on a free port in its own data directory, killed when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    dir: tempfile::TempDir,
+/// The admin's keys, as the server's first start wrote them.
+fn keys(server: &Server) -> (String, String) {
+    let text = std::fs::read_to_string(server.data_dir.join("admin-credentials.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    (
+        json["api_key"].as_str().unwrap().to_owned(),
+        json["secret_key"].as_str().unwrap().to_owned(),
+    )
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ledgerstack <args>` with no client settings from the environment or a home config.
+fn run(server: &Server, args: &[&str]) -> Output {
+    isolated(&server.data_dir).args(args).output().unwrap()
 }
 
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut printed = String::new();
-        let endpoint = loop {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                let _ = child.kill();
-                panic!("serve exited before its ready line:\n{printed}");
-            }
-            printed.push_str(&line);
-            if let Some(rest) = line.strip_prefix("Ledgerstack API on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Server {
-            child,
-            endpoint,
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The admin's keys, as the first start wrote them.
-    fn keys(&self) -> (String, String) {
-        let text = std::fs::read_to_string(self.data_dir().join("admin-credentials.json")).unwrap();
-        let json: Value = serde_json::from_str(&text).unwrap();
-        (
-            json["api_key"].as_str().unwrap().to_owned(),
-            json["secret_key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// `ledgerstack <args>` with no client settings from the environment or a home config.
-    fn ledgerstack(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-            .args(args)
-            .env_remove("LEDGERSTACK_CONFIG")
-            .env_remove("LEDGERSTACK_ENDPOINT")
-            .env_remove("LEDGERSTACK_API_KEY")
-            .env_remove("LEDGERSTACK_SECRET_KEY")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", self.data_dir())
-            .output()
+/// `deployVirtualMachine` and its zone, template and offering parameters, for the demo
+/// zone's featured template and the Small Instance offering.
+fn deploy_args(server: &Server) -> Vec<String> {
+    let id = |args: &[&str], item: &str| {
+        server.json(args)[item][0]["id"]
+            .as_str()
             .unwrap()
-    }
-
-    /// `ledgerstack call COMMAND ARGS...` with the endpoint and the data directory's keys.
-    fn call(&self, args: &[&str]) -> Output {
-        let dir = self.data_dir().to_str().unwrap().to_owned();
-        let mut all = vec![
-            "call",
-            "--endpoint",
-            &self.endpoint,
-            "--from-data-dir",
-            &dir,
-        ];
-        all.extend_from_slice(args);
-        self.ledgerstack(&all)
-    }
-
-    /// A successful call's stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.call(args);
-        assert!(
-            out.status.success(),
-            "call {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `deployVirtualMachine` and its zone, template and offering parameters, for the demo
-    /// zone's featured template and the Small Instance offering.
-    fn deploy_args(&self) -> Vec<String> {
-        let id =
-            |args: &[&str], item: &str| self.json(args)[item][0]["id"].as_str().unwrap().to_owned();
-        vec![
-            "deployVirtualMachine".to_owned(),
-            format!("zoneid={}", id(&["listZones"], "zone")),
-            format!(
-                "templateid={}",
-                id(&["listTemplates", "templatefilter=featured"], "template")
-            ),
-            format!(
-                "serviceofferingid={}",
-                id(
-                    &["listServiceOfferings", "name=Small Instance"],
-                    "serviceoffering"
-                )
-            ),
-        ]
-    }
-
-    /// A successful call's stdout with `--json`, parsed.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
+            .to_owned()
+    };
+    vec![
+        "deployVirtualMachine".to_owned(),
+        format!("zoneid={}", id(&["listZones"], "zone")),
+        format!(
+            "templateid={}",
+            id(&["listTemplates", "templatefilter=featured"], "template")
+        ),
+        format!(
+            "serviceofferingid={}",
+            id(
+                &["listServiceOfferings", "name=Small Instance"],
+                "serviceoffering"
+            )
+        ),
+    ]
 }
 
 #[test]
 fn list_zones_as_a_table_and_as_json() {
-    let server = Server::start();
+    let server = Server::start(true);
 
     let table = server.ok(&["listZones"]);
     let mut lines = table.lines();
@@ -164,7 +78,7 @@ fn list_zones_as_a_table_and_as_json() {
 
 #[test]
 fn a_sync_create_and_an_async_deploy_polled_to_completion() {
-    let server = Server::start();
+    let server = Server::start(true);
 
     // Sync: values with spaces and `=` arrive whole, POSTed as well as in a query string.
     let account = server.json(&[
@@ -181,7 +95,7 @@ fn a_sync_create_and_an_async_deploy_polled_to_completion() {
     assert_eq!(users["user"][0]["firstname"], "Ada Mary");
 
     // Async: the client polls queryAsyncJobResult and prints the finished job's result.
-    let deploy_args = server.deploy_args();
+    let deploy_args = deploy_args(&server);
     let deploy: Vec<&str> = deploy_args.iter().map(String::as_str).collect();
     let mut first = deploy.to_vec();
     first.push("name=web-1");
@@ -229,16 +143,15 @@ fn a_sync_create_and_an_async_deploy_polled_to_completion() {
 
 #[test]
 fn errors_exit_non_zero_with_the_cloudstack_code_and_text() {
-    let server = Server::start();
+    let server = Server::start(true);
 
     let out = server.call(&["createAccount", "username=nobody"]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
-        stderr.contains("CloudStack error 431")
-            && stderr
-                .contains("Unable to execute API command createAccount due to missing parameter"),
-        "{stderr}"
+        err.contains("CloudStack error 431")
+            && err.contains("Unable to execute API command createAccount due to missing parameter"),
+        "{err}"
     );
     assert!(out.stdout.is_empty());
     // Nothing was created.
@@ -249,32 +162,38 @@ fn errors_exit_non_zero_with_the_cloudstack_code_and_text() {
 
     let out = server.call(&["listZones", "not-a-pair"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not NAME=VALUE"));
+    assert!(stderr(&out).contains("not NAME=VALUE"));
 
     let out = server.call(&["listZones", "signature=forged"]);
     assert_eq!(out.status.code(), Some(2));
 
     // Wrong keys: the server's 401.
-    let out = server.ledgerstack(&[
-        "call",
-        "--endpoint",
-        &server.endpoint,
-        "--api-key",
-        "nobody",
-        "--secret-key",
-        "nothing",
-        "listZones",
-    ]);
+    let out = run(
+        &server,
+        &[
+            "call",
+            "--endpoint",
+            &server.endpoint,
+            "--api-key",
+            "nobody",
+            "--secret-key",
+            "nothing",
+            "listZones",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(stderr(&out).contains("401"));
 
     // No keys anywhere: a usage error naming where they can come from.
-    let out = server.ledgerstack(&["call", "--endpoint", &server.endpoint, "listZones"]);
+    let out = run(
+        &server,
+        &["call", "--endpoint", &server.endpoint, "listZones"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-key"));
+    assert!(stderr(&out).contains("--api-key"));
 
     // A job that fails: the job's error code and text.
-    let deploy_args = server.deploy_args();
+    let deploy_args = deploy_args(&server);
     let mut deploy: Vec<&str> = deploy_args.iter().map(String::as_str).collect();
     server.ok(&[
         "configureSimulator",
@@ -284,10 +203,10 @@ fn errors_exit_non_zero_with_the_cloudstack_code_and_text() {
     deploy.push("name=failing");
     let out = server.call(&deploy);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
-        stderr.contains("failed: CloudStack error 534") && stderr.contains("Simulated failure"),
-        "{stderr}"
+        err.contains("failed: CloudStack error 534") && err.contains("Simulated failure"),
+        "{err}"
     );
 
     // A job still pending when the wait runs out (the hypervisor takes a minute to start it).
@@ -300,28 +219,26 @@ fn errors_exit_non_zero_with_the_cloudstack_code_and_text() {
     deploy.extend(["name=slow", "--timeout", "0"]);
     let out = server.call(&deploy);
     assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("still pending"));
+    assert!(stderr(&out).contains("still pending"));
 
     // Nobody listening: a transport failure.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let dir = server.data_dir().to_str().unwrap();
-    let out = server.ledgerstack(&[
-        "call",
-        "--endpoint",
-        &format!("http://127.0.0.1:{closed}/client/api"),
-        "--from-data-dir",
-        dir,
-        "listZones",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let dir = server.data_dir.to_str().unwrap();
+    let out = run(
+        &server,
+        &[
+            "call",
+            "--endpoint",
+            &format!("http://127.0.0.1:{closed}/client/api"),
+            "--from-data-dir",
+            dir,
+            "listZones",
+        ],
     );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
 
 /// A plain HTTP/1.0 GET of `url` (no client library): the status code and the body.
@@ -339,11 +256,11 @@ fn plain_get(url: &str) -> (u16, String) {
 
 #[test]
 fn signed_urls_are_accepted_by_the_server_on_a_plain_get() {
-    let server = Server::start();
-    let (api_key, secret_key) = server.keys();
+    let server = Server::start(true);
+    let (api_key, secret_key) = keys(&server);
 
     // Keys from a config file named by the environment.
-    let config: PathBuf = server.data_dir().join("client.toml");
+    let config: PathBuf = server.data_dir.join("client.toml");
     std::fs::write(
         &config,
         format!(
@@ -353,7 +270,7 @@ fn signed_urls_are_accepted_by_the_server_on_a_plain_get() {
     )
     .unwrap();
     let sign = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
+        let out = ledgerstack()
             .arg("sign")
             .args(args)
             .env("LEDGERSTACK_CONFIG", &config)
@@ -362,11 +279,7 @@ fn signed_urls_are_accepted_by_the_server_on_a_plain_get() {
             .env_remove("LEDGERSTACK_SECRET_KEY")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
 

@@ -1,12 +1,10 @@
 //! The `ledgerstack` command as a user runs it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
-fn ledgerstack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-}
+use support::{Server, Serving, digest, ledgerstack, sigterm, spawn_serve, stderr};
 
 #[test]
 fn help_lists_the_subcommands() {
@@ -29,52 +27,15 @@ fn help_lists_the_subcommands() {
     }
 }
 
-/// Starts `serve` on a free port, reads stdout up to its ready line, and returns the child, its
-/// stdout reader and everything printed before the ready line.
-fn start_server(
-    data_dir: &std::path::Path,
-) -> (
-    std::process::Child,
-    BufReader<std::process::ChildStdout>,
-    String,
-) {
-    let mut child = ledgerstack()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    match read_until_ready(&mut stdout) {
-        Ok(printed) => (child, stdout, printed),
-        Err(printed) => {
-            let status = child.wait();
-            panic!("serve exited ({status:?}) before its ready line:\n{printed}");
-        }
-    }
-}
-
-/// Everything `serve` prints up to and including its ready line; `Err` with what it printed if
-/// its stdout ends first.
-fn read_until_ready(stdout: &mut BufReader<std::process::ChildStdout>) -> Result<String, String> {
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-            return Err(printed);
-        }
-        printed.push_str(&line);
-        if line.starts_with("Ledgerstack API on http://127.0.0.1:") {
-            return Ok(printed);
-        }
-    }
-}
-
 #[test]
 fn serve_bootstraps_once_stops_cleanly_on_sigterm_and_refuses_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, mut stdout, printed) = start_server(dir.path());
+    let Serving {
+        mut child,
+        mut stdout,
+        printed,
+        ..
+    } = spawn_serve(dir.path(), false);
     assert!(dir.path().join("log").is_dir() && dir.path().join("index").is_dir());
     assert!(printed.contains("First start"), "{printed}");
 
@@ -105,11 +66,7 @@ fn serve_bootstraps_once_stops_cleanly_on_sigterm_and_refuses_a_second_server() 
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("locked by another process"), "{stderr}");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let exit = child.wait().unwrap();
@@ -119,7 +76,12 @@ fn serve_bootstraps_once_stops_cleanly_on_sigterm_and_refuses_a_second_server() 
     assert!(rest.contains("Stopped. 10 events in the log"), "{rest}");
 
     // The log reopens after a clean stop, and the admin is not created again.
-    let (mut child, _stdout, printed) = start_server(dir.path());
+    let Serving {
+        mut child,
+        stdout: _stdout,
+        printed,
+        ..
+    } = spawn_serve(dir.path(), false);
     assert!(!printed.contains("First start"), "{printed}");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -270,19 +232,10 @@ fn bench_lifecycle_smoke_run_cycles_vms_and_rebuilds_identically() {
     assert_eq!(report["rebuild_digests_equal"], true, "{report}");
 }
 
+/// The digest of the read models of `dir`.
 fn digest_of(dir: &std::path::Path) -> String {
-    let out = ledgerstack()
-        .args(["digest", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split_whitespace()
+    digest(dir)
+        .split_whitespace()
         .next()
         .unwrap_or_default()
         .to_owned()
@@ -291,21 +244,7 @@ fn digest_of(dir: &std::path::Path) -> String {
 #[test]
 fn rebuild_twice_gives_the_digest_of_the_live_read_models() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = ledgerstack()
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    read_until_ready(&mut stdout).expect("serve --demo starts");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    assert!(Server::start_on(dir.path(), true).terminate().success());
 
     // The read models the server built live...
     let live = digest_of(dir.path());
@@ -317,11 +256,7 @@ fn rebuild_twice_gives_the_digest_of_the_live_read_models() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", stderr(&out));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Rebuilt the read models from"), "{text}");
         assert!(text.contains(&format!("digest {live}")), "{text}");

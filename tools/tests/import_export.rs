@@ -1,159 +1,47 @@
 //! `ledgerstack import` and `ledgerstack usage export`, as a user runs them: historical events in
 //! the JSON Lines form of docs/events.md go into a data directory, and usage records come out.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
-
-fn ledgerstack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-}
+use support::{
+    Ids, Server, assert_fails_saying, digest, import, import_lines, ledgerstack, stderr, stdout,
+    write_lines,
+};
 
 const DOMAIN: &str = "0d000000-0000-4000-8000-000000000001";
 const ACCOUNT: &str = "0acc0000-0000-4000-8000-000000000001";
-const OFFERING: &str = "05e00000-0000-4000-8000-000000000001";
-const ZONE: &str = "020e0000-0000-4000-8000-000000000001";
-const TEMPLATE: &str = "07e00000-0000-4000-8000-000000000001";
 const VM: &str = "0f000000-0000-4000-8000-000000000001";
-
-/// The id of the `n`th event of the scenario.
-fn event_id(n: u32) -> String {
-    format!("e0000000-0000-4000-8000-{n:012x}")
-}
-
-/// One event line as docs/events.md shows it (without the members the store assigns).
-fn line(n: u32, stream: &str, event_type: &str, occurred_at: &str, data: Value) -> Value {
-    json!({
-        "id": event_id(n),
-        "stream": stream,
-        "type": event_type,
-        "occurred_at": occurred_at,
-        "actor": {},
-        "level": "INFO",
-        "state": "Completed",
-        "data": data,
-    })
-}
-
-fn vm(account: &str) -> Value {
-    json!({
-        "vm_id": VM,
-        "name": "web-01",
-        "instance_name": "i-2-5-VM",
-        "account_id": account,
-        "domain_id": DOMAIN,
-        "zone_id": ZONE,
-        "service_offering_id": OFFERING,
-        "template_id": TEMPLATE,
-        "hypervisor": "Simulator",
-        "cpu_number": 1,
-        "cpu_speed": 1000,
-        "memory": 1024,
-    })
-}
-
-fn vm_stream() -> String {
-    format!("vm-{VM}")
-}
+const IDS: Ids = Ids {
+    domain: DOMAIN,
+    account: ACCOUNT,
+    offering: "05e00000-0000-4000-8000-000000000001",
+    zone: "020e0000-0000-4000-8000-000000000001",
+    template: "07e00000-0000-4000-8000-000000000001",
+    vm: VM,
+    event_prefix: "e0000000-0000-4000-8000-",
+};
 
 /// A domain, an account and an offering, then a VM created and started on 2024-05-01 at 10:00
 /// and stopped on 2024-05-02 at 06:00, and the usage periods closed up to 2024-05-03.
 fn scenario() -> Vec<Value> {
-    vec![
-        line(
-            1,
-            &format!("domain-{DOMAIN}"),
-            "DOMAIN.CREATE",
-            "2024-04-30T00:00:00.000Z",
-            json!({"domain": {"domain_id": DOMAIN, "name": "acme", "path": "/acme"}}),
-        ),
-        line(
-            2,
-            &format!("account-{ACCOUNT}"),
-            "ACCOUNT.CREATE",
-            "2024-04-30T00:00:01.000Z",
-            json!({"account": {
-                "account_id": ACCOUNT, "name": "acme-ops", "account_type": "User",
-                "domain_id": DOMAIN,
-            }}),
-        ),
-        line(
-            3,
-            &format!("offering-{OFFERING}"),
-            "SERVICE.OFFERING.CREATE",
-            "2024-04-30T00:00:02.000Z",
-            json!({"offering": {
-                "service_offering_id": OFFERING, "name": "Small", "display_text": "Small",
-                "cpu_number": 1, "cpu_speed": 1000, "memory": 1024, "is_customized": false,
-                "offer_ha": false, "limit_cpu_use": false, "dynamic_scaling_enabled": false,
-                "storage_type": "shared", "domain_ids": [], "zone_ids": [],
-            }}),
-        ),
-        line(
-            4,
-            &vm_stream(),
-            "VM.CREATE",
-            "2024-05-01T10:00:00.000Z",
-            json!({"vm": vm(ACCOUNT), "ssh_keypairs": [], "affinity_group_ids": []}),
-        ),
-        line(
-            5,
-            &vm_stream(),
-            "VM.START",
-            "2024-05-01T10:00:00.000Z",
-            json!({"vm": vm(ACCOUNT)}),
-        ),
-        line(
-            6,
-            &vm_stream(),
-            "VM.STOP",
-            "2024-05-02T06:00:00.000Z",
-            json!({"vm": vm(ACCOUNT), "forced": false}),
-        ),
-        line(
-            7,
-            "usage",
-            "USAGE.CLOSE",
-            "2024-05-03T00:00:00.000Z",
-            json!({"until": "2024-05-03T00:00:00.000Z"}),
-        ),
-    ]
-}
-
-fn write_lines(path: &Path, lines: &[Value]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
-}
-
-fn import(dir: &Path, file: &Path) -> Output {
-    ledgerstack()
-        .arg("import")
-        .arg(file)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let mut lines = IDS.history("Small");
+    lines.push(IDS.event(
+        7,
+        "usage",
+        "USAGE.CLOSE",
+        "2024-05-03T00:00:00.000Z",
+        json!({"until": "2024-05-03T00:00:00.000Z"}),
+    ));
+    lines
 }
 
 /// The position of the log's head, as `ledgerstack digest` reports it.
 fn head(dir: &Path) -> u64 {
-    let out = ledgerstack()
-        .args(["digest", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = digest(dir);
     text.rsplit("at position ")
         .next()
         .and_then(|rest| rest.trim().trim_end_matches(')').parse().ok())
@@ -163,10 +51,7 @@ fn head(dir: &Path) -> u64 {
 /// A data directory holding the scenario.
 fn imported_scenario() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("history.jsonl");
-    write_lines(&file, &scenario());
-    let out = import(dir.path(), &file);
-    assert!(out.status.success(), "{}", stderr(&out));
+    import_lines(dir.path(), &scenario());
     dir
 }
 
@@ -202,12 +87,12 @@ fn a_valid_file_imports_once_and_a_second_import_appends_nothing() {
     assert_eq!(head(dir.path()), 7);
 
     // A longer file whose start is already imported appends only its end.
-    lines.push(line(
+    lines.push(IDS.event(
         8,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.START",
         "2024-05-02T08:00:00.000Z",
-        json!({"vm": vm(ACCOUNT)}),
+        json!({"vm": IDS.vm(ACCOUNT)}),
     ));
     write_lines(&file, &lines);
     let third = import(dir.path(), &file);
@@ -241,24 +126,24 @@ fn assert_refused(lines: &[Value], raw_extra: Option<(usize, &str)>, expected: &
 
 /// A valid event to put before a bad one, so that a refusal visibly appends nothing.
 fn restart() -> Value {
-    line(
+    IDS.event(
         20,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.START",
         "2024-05-02T08:00:00.000Z",
-        json!({"vm": vm(ACCOUNT)}),
+        json!({"vm": IDS.vm(ACCOUNT)}),
     )
 }
 
 #[test]
 fn an_unknown_account_is_refused_with_its_line_and_nothing_is_appended() {
     let stranger = "0acc0000-0000-4000-8000-0000000000ff";
-    let other_vm = line(
+    let other_vm = IDS.event(
         21,
         "vm-0f000000-0000-4000-8000-000000000002",
         "VM.CREATE",
         "2024-05-02T09:00:00.000Z",
-        json!({"vm": vm(stranger), "ssh_keypairs": [], "affinity_group_ids": []}),
+        json!({"vm": IDS.vm(stranger), "ssh_keypairs": [], "affinity_group_ids": []}),
     );
     assert_refused(
         &[restart(), other_vm],
@@ -289,19 +174,19 @@ fn an_unknown_type_or_bad_payload_is_refused() {
 #[test]
 fn events_out_of_order_are_refused() {
     // Within the file: a stop before the start it follows.
-    let start = line(
+    let start = IDS.event(
         22,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.START",
         "2024-05-02T09:00:00.000Z",
-        json!({"vm": vm(ACCOUNT)}),
+        json!({"vm": IDS.vm(ACCOUNT)}),
     );
-    let stop = line(
+    let stop = IDS.event(
         23,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.STOP",
         "2024-05-02T08:30:00.000Z",
-        json!({"vm": vm(ACCOUNT), "forced": false}),
+        json!({"vm": IDS.vm(ACCOUNT), "forced": false}),
     );
     assert_refused(
         &[start, stop],
@@ -309,12 +194,12 @@ fn events_out_of_order_are_refused() {
         "line 2: occurred_at 2024-05-02T08:30:00.000Z",
     );
     // Before the last event of the stream already in the log (the stop at 06:00).
-    let early = line(
+    let early = IDS.event(
         24,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.START",
         "2024-05-02T05:00:00.000Z",
-        json!({"vm": vm(ACCOUNT)}),
+        json!({"vm": IDS.vm(ACCOUNT)}),
     );
     assert_refused(
         &[early],
@@ -322,12 +207,12 @@ fn events_out_of_order_are_refused() {
         "line 1: occurred_at 2024-05-02T05:00:00.000Z is before 2024-05-02T06:00:00.000Z",
     );
     // In the future.
-    let future = line(
+    let future = IDS.event(
         25,
-        &vm_stream(),
+        &IDS.vm_stream(),
         "VM.START",
         "2999-01-01T00:00:00.000Z",
-        json!({"vm": vm(ACCOUNT)}),
+        json!({"vm": IDS.vm(ACCOUNT)}),
     );
     assert_refused(
         &[restart(), future],
@@ -345,7 +230,7 @@ fn an_id_already_stored_with_other_content_is_refused() {
         None,
         &format!(
             "line 2: event {} is already in the log at position 6 with different content",
-            event_id(6)
+            IDS.event_id(6)
         ),
     );
 }
@@ -353,32 +238,12 @@ fn an_id_already_stored_with_other_content_is_refused() {
 #[test]
 fn import_refuses_a_data_directory_a_server_is_running_on() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = ledgerstack()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server_out = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut text = String::new();
-        assert!(server_out.read_line(&mut text).unwrap() > 0, "serve exited");
-        if text.starts_with("Ledgerstack API on") {
-            break;
-        }
-    }
+    let server = Server::start_on(dir.path(), false);
     let file = dir.path().join("history.jsonl");
     write_lines(&file, &scenario());
     let out = import(dir.path(), &file);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("stop it before importing"),
-        "{}",
-        stderr(&out)
-    );
+    drop(server);
+    assert_fails_saying(&out, "stop it before importing");
 }
 
 fn usage_export(dir: &Path, args: &[&str]) -> Output {

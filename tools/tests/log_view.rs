@@ -2,214 +2,51 @@
 //! directory a real server bootstrapped with known history imported on top, and `tail --follow`
 //! beside a running `serve --demo` that a real client makes append.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-fn ledgerstack() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ledgerstack"))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{
+    Ids, Server, assert_fails_saying, bootstrapped, import_lines, ledgerstack, sigterm, stderr,
+    stdout,
+};
 
 /// How long a test waits for a line it expects before it fails (a bound on a hang, not a
 /// timing assertion: the line normally comes within a poll interval).
 const PATIENCE: Duration = Duration::from_secs(120);
 
-const DOMAIN: &str = "0d000000-0000-4000-8000-0000000000b1";
 const ACCOUNT: &str = "0acc0000-0000-4000-8000-0000000000b1";
-const OFFERING: &str = "05e00000-0000-4000-8000-0000000000b1";
 const VM: &str = "0f000000-0000-4000-8000-0000000000b1";
+const IDS: Ids = Ids {
+    domain: "0d000000-0000-4000-8000-0000000000b1",
+    account: ACCOUNT,
+    offering: "05e00000-0000-4000-8000-0000000000b1",
+    zone: "020e0000-0000-4000-8000-0000000000b1",
+    template: "07e00000-0000-4000-8000-0000000000b1",
+    vm: VM,
+    event_prefix: "b0000000-0000-4000-8000-",
+};
 /// The request the VM's start and stop are correlated with.
 const JOB: &str = "0b000000-0000-4000-8000-0000000000b1";
 
 fn id(n: u32) -> String {
-    format!("b0000000-0000-4000-8000-{n:012x}")
-}
-
-/// A `serve` on a free port in its own data directory, killed when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(demo: bool) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut command = ledgerstack();
-        command.arg("serve");
-        if demo {
-            command.arg("--demo");
-        }
-        let mut child = command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let endpoint = loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap_or(0) == 0 {
-                let _ = child.kill();
-                panic!("serve exited before its ready line");
-            }
-            if let Some(rest) = line.strip_prefix("Ledgerstack API on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Server {
-            child,
-            endpoint,
-            dir,
-        }
-    }
-
-    /// Stops the server with SIGTERM and hands back its data directory.
-    fn stop(mut self) -> tempfile::TempDir {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.child.wait().unwrap();
-        // A SIGTERM that arrives before serve has installed its handler ends it by the signal;
-        // either way every acknowledged event is in the log, which is what these tests read.
-        assert!(
-            status.success() || status.signal() == Some(15),
-            "serve exited with {status}"
-        );
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
-    }
-
-    /// `ledgerstack call COMMAND ARGS...` with the data directory's admin keys; must succeed.
-    fn call(&self, args: &[&str]) {
-        let out = ledgerstack()
-            .args(["call", "--endpoint", &self.endpoint, "--from-data-dir"])
-            .arg(self.dir.path())
-            .args(args)
-            .env_remove("LEDGERSTACK_CONFIG")
-            .env_remove("LEDGERSTACK_ENDPOINT")
-            .env_remove("LEDGERSTACK_API_KEY")
-            .env_remove("LEDGERSTACK_SECRET_KEY")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "call {args:?}: {}", stderr(&out));
-    }
-}
-
-fn event(n: u32, stream: &str, event_type: &str, at: &str, data: Value) -> Value {
-    json!({
-        "id": id(n), "stream": stream, "type": event_type, "occurred_at": at, "actor": {},
-        "level": "INFO", "state": "Completed", "data": data,
-    })
-}
-
-fn vm() -> Value {
-    json!({
-        "vm_id": VM, "name": "web-01", "instance_name": "i-2-5-VM", "account_id": ACCOUNT,
-        "domain_id": DOMAIN, "zone_id": "020e0000-0000-4000-8000-0000000000b1",
-        "service_offering_id": OFFERING,
-        "template_id": "07e00000-0000-4000-8000-0000000000b1",
-        "hypervisor": "Simulator", "cpu_number": 1, "cpu_speed": 1000, "memory": 1024,
-    })
+    IDS.event_id(n)
 }
 
 /// A bootstrapped data directory with six events imported on top (the last six of the log):
 /// a domain, an account, an offering, and a VM created, started and stopped, the start and the stop
 /// correlated with one job.
 fn data_dir_with_history() -> tempfile::TempDir {
-    let dir = Server::start(false).stop();
-    let vm_stream = format!("vm-{VM}");
-    let mut start = event(
-        5,
-        &vm_stream,
-        "VM.START",
-        "2024-05-01T10:00:00.000Z",
-        json!({"vm": vm()}),
-    );
-    start["correlation_id"] = json!(JOB);
-    let mut stop = event(
-        6,
-        &vm_stream,
-        "VM.STOP",
-        "2024-05-02T06:00:00.000Z",
-        json!({"vm": vm(), "forced": false}),
-    );
-    stop["correlation_id"] = json!(JOB);
-    let lines = [
-        event(
-            1,
-            &format!("domain-{DOMAIN}"),
-            "DOMAIN.CREATE",
-            "2024-04-30T00:00:00.000Z",
-            json!({"domain": {"domain_id": DOMAIN, "name": "acme", "path": "/acme"}}),
-        ),
-        event(
-            2,
-            &format!("account-{ACCOUNT}"),
-            "ACCOUNT.CREATE",
-            "2024-04-30T00:00:01.000Z",
-            json!({"account": {"account_id": ACCOUNT, "name": "acme-ops",
-                "account_type": "User", "domain_id": DOMAIN}}),
-        ),
-        event(
-            3,
-            &format!("offering-{OFFERING}"),
-            "SERVICE.OFFERING.CREATE",
-            "2024-04-30T00:00:02.000Z",
-            json!({"offering": {
-                "service_offering_id": OFFERING, "name": "Small", "display_text": "Small",
-                "cpu_number": 1, "cpu_speed": 1000, "memory": 1024, "is_customized": false,
-                "offer_ha": false, "limit_cpu_use": false, "dynamic_scaling_enabled": false,
-                "storage_type": "shared", "domain_ids": [], "zone_ids": [],
-            }}),
-        ),
-        event(
-            4,
-            &vm_stream,
-            "VM.CREATE",
-            "2024-05-01T10:00:00.000Z",
-            json!({"vm": vm(), "ssh_keypairs": [], "affinity_group_ids": []}),
-        ),
-        start,
-        stop,
-    ];
-    let file = dir.path().join("history.jsonl");
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&file, text).unwrap();
-    let out = ledgerstack()
-        .arg("import")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "import: {}", stderr(&out));
+    let dir = bootstrapped();
+    let mut lines = IDS.history("Small");
+    lines[4]["correlation_id"] = json!(JOB);
+    lines[5]["correlation_id"] = json!(JOB);
+    import_lines(dir.path(), &lines);
     dir
 }
 
@@ -230,6 +67,15 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 fn inspect_json(dir: &Path, target: &str) -> Value {
     serde_json::from_str(&ok(dir, &["inspect", target, "--json"])).unwrap()
+}
+
+/// A data directory with the history, and the position of its head (the history's last event).
+fn data_dir_and_head() -> (tempfile::TempDir, u64) {
+    let dir = data_dir_with_history();
+    let head = inspect_json(dir.path(), &id(6))["event"]["position"]
+        .as_u64()
+        .unwrap();
+    (dir, head)
 }
 
 #[test]
@@ -289,47 +135,27 @@ fn inspect_finds_an_event_by_id_and_by_position_with_its_correlated_events() {
 
 #[test]
 fn inspect_names_what_it_did_not_find_and_the_head() {
-    let dir = data_dir_with_history();
+    let (dir, head) = data_dir_and_head();
     let dir = dir.path();
-    let head = inspect_json(dir, &id(6))["event"]["position"]
-        .as_u64()
-        .unwrap();
 
     let unknown = "b0000000-0000-4000-8000-00000000ffff";
     let out = run(dir, &["inspect", unknown]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(&format!(
-            "no event with event id {unknown} in the log (its head is at position {head})"
-        )),
-        "{}",
-        stderr(&out)
+    assert_fails_saying(
+        &out,
+        &format!("no event with event id {unknown} in the log (its head is at position {head})"),
     );
     let past = (head + 1).to_string();
     let out = run(dir, &["inspect", &past]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(&format!("no event with position {past} in the log")),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_saying(&out, &format!("no event with position {past} in the log"));
     let out = run(dir, &["inspect", "yesterday"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("neither a log position"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_saying(&out, "neither a log position");
     assert!(stdout(&out).is_empty());
 }
 
 #[test]
 fn tail_prints_the_last_events_filtered_by_type_and_stream() {
-    let dir = data_dir_with_history();
+    let (dir, head) = data_dir_and_head();
     let dir = dir.path();
-    let head = inspect_json(dir, &id(6))["event"]["position"]
-        .as_u64()
-        .unwrap();
 
     // The last three, one readable line each, in log order.
     let text = ok(dir, &["tail", "-n", "3"]);
@@ -388,14 +214,33 @@ fn tail_prints_the_last_events_filtered_by_type_and_stream() {
 
     // A pattern that can never match is refused, not answered with nothing.
     let out = run(dir, &["tail", "--type", "VM.STRAT"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("unknown event type \"VM.STRAT\""),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_saying(&out, "unknown event type \"VM.STRAT\"");
     let out = run(dir, &["tail", "--type", "*.START"]);
     assert!(!out.status.success());
+}
+
+/// `ledgerstack tail --follow ARGS... --data-dir DIR`, its standard output and error piped.
+fn spawn_tail(dir: &Path, args: &[&str]) -> Child {
+    ledgerstack()
+        .args(["tail", "--follow"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a `tail --follow` and asserts that it exited with success.
+fn assert_ended_cleanly(tail: Child) {
+    let out = tail.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "tail exited with {}: {}",
+        out.status,
+        stderr(&out)
+    );
 }
 
 /// Reads the lines of a child's stdout on a thread, so a test can wait for one with a bound.
@@ -416,19 +261,13 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
 #[test]
 fn tail_follow_prints_what_a_running_server_appends_and_stops_on_sigterm() {
     let server = Server::start(true);
-    let mut tail = ledgerstack()
-        .args([
-            "tail", "--follow", "--json", "-n", "1", "--type", "DOMAIN.*",
-        ])
-        .arg("--data-dir")
-        .arg(server.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = spawn_tail(
+        &server.data_dir,
+        &["--json", "-n", "1", "--type", "DOMAIN.*"],
+    );
     let lines = lines_of(&mut tail);
-    server.call(&["createDomain", "name=followed-one"]);
-    server.call(&["createDomain", "name=followed-two"]);
+    server.ok(&["createDomain", "name=followed-one"]);
+    server.ok(&["createDomain", "name=followed-two"]);
     // The initial tail may or may not include the first domain (if the scan came after the
     // call); wait for both names in log order.
     let mut names = Vec::new();
@@ -442,42 +281,19 @@ fn tail_follow_prints_what_a_running_server_appends_and_stops_on_sigterm() {
     }
     assert!(names.ends_with(&["followed-one".to_owned(), "followed-two".to_owned()]));
 
-    let status = Command::new("kill")
-        .args(["-TERM", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tail.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tail exited with {}: {}",
-        out.status,
-        stderr(&out)
-    );
+    sigterm(&tail);
+    assert_ended_cleanly(tail);
 }
 
 #[test]
 fn tail_follow_ends_cleanly_when_its_reader_goes_away() {
     let server = Server::start(true);
-    let mut tail = ledgerstack()
-        .args(["tail", "--follow", "-n", "1"])
-        .arg("--data-dir")
-        .arg(server.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = spawn_tail(&server.data_dir, &["-n", "1"]);
     // The reader goes away; the next line tail writes (the initial one, or the domain's)
     // finds the pipe closed.
     drop(tail.stdout.take());
-    server.call(&["createDomain", "name=nobody-reads"]);
-    let out = tail.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tail exited with {}: {}",
-        out.status,
-        stderr(&out)
-    );
+    server.ok(&["createDomain", "name=nobody-reads"]);
+    assert_ended_cleanly(tail);
 }
 
 #[test]
