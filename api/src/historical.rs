@@ -176,3 +176,26 @@ fn root_admin(state: &State) -> Result<Caller, ApiError> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_short_name_is_a_read_only_command() {
+        for (short, command, _) in KINDS {
+            let (spec, _) = resolve_kind(short).unwrap_or_else(|e| panic!("{short}: {}", e.text));
+            assert_eq!(spec.name, *command);
+        }
+        assert!(resolve_kind("listUsageRecords").is_ok());
+        assert!(resolve_kind("quotaBalance").is_ok());
+        for refused in [
+            "deployVirtualMachine",
+            "quotaCredits",
+            "advanceClock",
+            "gizmos",
+        ] {
+            assert_eq!(resolve_kind(refused).unwrap_err().code, 431, "{refused}");
+        }
+    }
+}
