@@ -6,8 +6,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use api::bootstrap::demo_id;
 use rust_decimal::Decimal;
@@ -230,36 +229,8 @@ fn check_histograms(exposition: &Exposition) {
 
 /// A plain GET on `path`: the status, the content type and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let path = path.to_owned();
-    let raw = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        raw
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8(raw).expect("a UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
+    let reply = support::http_get(addr, path.to_owned()).await;
+    (reply.status, reply.content_type, reply.body)
 }
 
 async fn scrape(server: &Server) -> Exposition {

@@ -92,27 +92,8 @@ impl Server {
             query.push_str(&format!("&{name}={}", encode(value)));
         }
         query.push_str(&format!("&signature={}", encode(&signature)));
-        let addr = self.addr;
-        let raw = tokio::task::spawn_blocking(move || {
-            let mut stream = TcpStream::connect(addr).unwrap();
-            write!(
-                stream,
-                "GET /client/api?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).unwrap();
-            raw
-        })
-        .await
-        .unwrap();
-        let text = String::from_utf8(raw).expect("a UTF-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-        let status: u16 = head
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
+        let reply = http_get(self.addr, format!("/client/api?{query}")).await;
+        let (status, body) = (reply.status, reply.body.as_str());
         let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
         (status, json)
     }
@@ -126,6 +107,56 @@ impl Server {
             task.await.unwrap();
         }
         self.temp_dir
+    }
+}
+
+/// What a plain HTTP/1.1 GET answered.
+// Each test binary uses its own part of this harness.
+#[allow(dead_code)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header ("" when absent).
+    pub content_type: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// A plain GET of `path` (with its query) on a blocking socket, `Connection: close`: the
+/// server's bytes as any HTTP client sees them.
+pub async fn http_get(addr: SocketAddr, path: String) -> HttpReply {
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        raw
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8(raw).expect("a UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 status line: {head}"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    HttpReply {
+        status,
+        content_type,
+        body: body.to_owned(),
     }
 }
 

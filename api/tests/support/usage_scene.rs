@@ -2,8 +2,6 @@
 //! any caller, async jobs run to their end, and a manual-clock server where two VMs ran for two
 //! days and their usage was generated.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use api::app::ClockChoice;
@@ -50,24 +48,8 @@ pub fn signed_query(keys: &Keys, pairs: &[(&str, &str)]) -> String {
 /// GET `/client/api` signed with `keys`: the status and the raw body.
 pub async fn raw_get(server: &Server, keys: &Keys, pairs: &[(&str, &str)]) -> (u16, String) {
     let query = signed_query(keys, pairs);
-    let addr = server.addr;
-    let raw = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "GET /client/api?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        raw
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    (status, body.to_owned())
+    let reply = super::http_get(server.addr, format!("/client/api?{query}")).await;
+    (reply.status, reply.body)
 }
 
 /// A JSON call: status and the object under `<command>response`.
