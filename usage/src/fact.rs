@@ -25,6 +25,25 @@ pub struct TrackKey {
     pub sub_id: Uuid,
 }
 
+impl TrackKey {
+    /// Every track of `account_id` of `usage_type`, whatever the entity: a range of a table
+    /// keyed by track.
+    pub fn range_of(account_id: Uuid, usage_type: UsageType) -> std::ops::RangeInclusive<TrackKey> {
+        let first = TrackKey {
+            account_id,
+            usage_type,
+            entity_id: Uuid::nil(),
+            sub_id: Uuid::nil(),
+        };
+        let last = TrackKey {
+            entity_id: Uuid::max(),
+            sub_id: Uuid::max(),
+            ..first
+        };
+        first..=last
+    }
+}
+
 /// Which counters a device reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum DeviceKind {

@@ -222,20 +222,9 @@ pub fn measure(
         start: period.start,
         end: until.min(period.end).max(period.start),
     };
-    let first = TrackKey {
-        account_id,
-        usage_type,
-        entity_id: Uuid::nil(),
-        sub_id: Uuid::nil(),
-    };
-    let last = TrackKey {
-        entity_id: Uuid::max(),
-        sub_id: Uuid::max(),
-        ..first
-    };
     let tracked: u64 = ledger
         .tracks
-        .range(first..=last)
+        .range(TrackKey::range_of(account_id, usage_type))
         .map(|(_, track)| track.accrued(clipped).iter().sum::<u64>())
         .sum();
     let counted: u64 = ledger
@@ -310,18 +299,10 @@ pub fn spend(
     };
     let mut total = Decimal::ZERO;
     for &usage_type in UsageType::ALL.iter().filter(|t| wanted(**t)) {
-        let first = TrackKey {
-            account_id,
-            usage_type,
-            entity_id: Uuid::nil(),
-            sub_id: Uuid::nil(),
-        };
-        let last = TrackKey {
-            entity_id: Uuid::max(),
-            sub_id: Uuid::max(),
-            ..first
-        };
-        for (_, track) in ledger.tracks.range(first..=last) {
+        for (_, track) in ledger
+            .tracks
+            .range(TrackKey::range_of(account_id, usage_type))
+        {
             for (variant, ms) in track.accrued(clipped).into_iter().enumerate() {
                 let size = track.variants.get(variant).and_then(|f| f.size);
                 total += price(usage_type, ms, size);
