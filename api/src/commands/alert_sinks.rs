@@ -105,8 +105,9 @@ const DELIVERY_FIELDS: &[ResponseField] = &[
     field("sent", "date", "when the notification was recorded"),
 ];
 
-/// Parameters create and update share.
-const DEFINITION_PARAMS: &[ParamSpec] = &[
+/// Parameters create and update share (a fixed-size array: `with_definition_params!` spells
+/// out every element, so adding one must change both).
+const DEFINITION_PARAMS: [ParamSpec; 10] = [
     ParamSpec {
         length: 2048,
         ..param(
@@ -156,16 +157,12 @@ const DEFINITION_PARAMS: &[ParamSpec] = &[
     ),
 ];
 
-/// The sink commands.
-pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec {
-        name: "createAlertSink",
-        kind: Kind::Sync,
-        roles: Roles::ADMIN,
-        description: "Creates an alert sink: every alert raised or resolved from now on (of the chosen types) is delivered to it, at least once, as a signed webhook or an e-mail (Ledgerstack)",
-        params: &[
-            required("name", T::String, "the sink's name (unique)"),
-            required("type", T::String, "webhook or email"),
+/// A parameter list: the given parameters, then every one of [`DEFINITION_PARAMS`] (create and
+/// update take the same definition; const slices cannot be concatenated, so this spells them).
+macro_rules! with_definition_params {
+    ($($param:expr),* $(,)?) => {
+        &[
+            $($param,)*
             DEFINITION_PARAMS[0],
             DEFINITION_PARAMS[1],
             DEFINITION_PARAMS[2],
@@ -176,7 +173,21 @@ pub const COMMANDS: &[CommandSpec] = &[
             DEFINITION_PARAMS[7],
             DEFINITION_PARAMS[8],
             DEFINITION_PARAMS[9],
-        ],
+        ]
+    };
+}
+
+/// The sink commands.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "createAlertSink",
+        kind: Kind::Sync,
+        roles: Roles::ADMIN,
+        description: "Creates an alert sink: every alert raised or resolved from now on (of the chosen types) is delivered to it, at least once, as a signed webhook or an e-mail (Ledgerstack)",
+        params: with_definition_params!(
+            required("name", T::String, "the sink's name (unique)"),
+            required("type", T::String, "webhook or email"),
+        ),
         inherits: Inherits::Nothing,
         response: SINK_FIELDS,
         related: "listAlertSinks,updateAlertSink,deleteAlertSink,listAlertDeliveries",
@@ -204,20 +215,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         kind: Kind::Sync,
         roles: Roles::ADMIN,
         description: "Changes an alert sink; the change applies to every attempt from now on, pending deliveries included (Ledgerstack)",
-        params: &[
+        params: with_definition_params!(
             required("id", T::Uuid, "the sink's ID"),
             param("name", T::String, "a new name"),
-            DEFINITION_PARAMS[0],
-            DEFINITION_PARAMS[1],
-            DEFINITION_PARAMS[2],
-            DEFINITION_PARAMS[3],
-            DEFINITION_PARAMS[4],
-            DEFINITION_PARAMS[5],
-            DEFINITION_PARAMS[6],
-            DEFINITION_PARAMS[7],
-            DEFINITION_PARAMS[8],
-            DEFINITION_PARAMS[9],
-        ],
+        ),
         inherits: Inherits::Nothing,
         response: SINK_FIELDS,
         related: "listAlertSinks",
