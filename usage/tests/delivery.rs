@@ -16,7 +16,7 @@ use engine::time::Timestamp;
 use projections::ReadModels;
 use projections::runner::{self, RunnerHandle, StartMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use usage::delivery::{self, DeliveryState, backoff_ms, idempotency_key, signature};
+use usage::delivery::{self, Delivery, DeliveryState, backoff_ms, idempotency_key, signature};
 use uuid::Uuid;
 
 #[test]
@@ -260,23 +260,8 @@ async fn the_worker_retries_with_backoff_and_records_each_attempt() {
         MasterKeys::open(f._dir.path()).unwrap(),
     );
     let key = idempotency_key(notification, sink_id);
-    let state_of = |models: &ReadModels| {
-        let state = models.read();
-        delivery::of(&state)
-            .unwrap()
-            .deliveries()
-            .find(|d| d.key == key)
-            .unwrap()
-            .clone()
-    };
     // The first attempt fails; the retry waits for the (default, 30 s) backoff.
-    for _ in 0..100 {
-        if state_of(&f.models).attempts == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failed = state_of(&f.models);
+    let failed = wait_for_delivery(&f.models, key, |d| d.attempts == 1).await;
     assert_eq!(failed.state, DeliveryState::Pending);
     assert_eq!(
         failed.next_attempt,
@@ -284,13 +269,7 @@ async fn the_worker_retries_with_backoff_and_records_each_attempt() {
     );
     assert!(failed.last_error.unwrap().contains("503"));
     f.clock.advance_millis(30_000);
-    for _ in 0..100 {
-        if state_of(&f.models).state == DeliveryState::Delivered {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let done = state_of(&f.models);
+    let done = wait_for_delivery(&f.models, key, |d| d.state == DeliveryState::Delivered).await;
     assert_eq!(done.state, DeliveryState::Delivered);
     assert_eq!(done.attempts, 2);
     worker.stop().await;
@@ -402,32 +381,12 @@ async fn e_mail_sinks_send_through_smtp_with_the_key_in_the_headers() {
         MasterKeys::open_or_create(keys_dir.path()).unwrap(),
     );
     let key = idempotency_key(notification, sink_id);
-    let state_of = |models: &ReadModels| {
-        let state = models.read();
-        delivery::of(&state)
-            .unwrap()
-            .deliveries()
-            .find(|d| d.key == key)
-            .unwrap()
-            .clone()
-    };
-    for _ in 0..200 {
-        if state_of(&f.models).attempts == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failed = state_of(&f.models);
+    let failed = wait_for_delivery(&f.models, key, |d| d.attempts == 1).await;
     assert_eq!(failed.state, DeliveryState::Pending);
     assert!(failed.last_error.unwrap().contains("451"));
     f.clock.advance_millis(30_000);
-    for _ in 0..200 {
-        if state_of(&f.models).state == DeliveryState::Delivered {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(state_of(&f.models).state, DeliveryState::Delivered);
+    let done = wait_for_delivery(&f.models, key, |d| d.state == DeliveryState::Delivered).await;
+    assert_eq!(done.state, DeliveryState::Delivered);
     worker.stop().await;
     let mails = mails.lock().unwrap().clone();
     assert_eq!(mails.len(), 1);
@@ -451,4 +410,30 @@ async fn e_mail_sinks_send_through_smtp_with_the_key_in_the_headers() {
     assert!(body.starts_with(&format!("idempotencykey: {key}\nnotificationid: {notification}\nkind: raise\nalertid: {alert_id}\ntype: 13\nname: ALERT.USAGE\n")));
     assert!(body.contains("accountid: -\nzoneid: -\n"), "{message}");
     f.runner.stop().await;
+}
+
+/// The delivery with idempotency key `key` once `done` holds for it (the worker runs on its own
+/// task; up to 10 s of polling, then it is returned as it is, for the assertions to report).
+async fn wait_for_delivery(
+    models: &ReadModels,
+    key: Uuid,
+    done: impl Fn(&Delivery) -> bool,
+) -> Delivery {
+    let current = || {
+        let state = models.read();
+        delivery::of(&state)
+            .unwrap()
+            .deliveries()
+            .find(|d| d.key == key)
+            .unwrap()
+            .clone()
+    };
+    for _ in 0..200 {
+        let delivery = current();
+        if done(&delivery) {
+            return delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    current()
 }
