@@ -6,46 +6,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use api::bootstrap::demo_id;
 use serde_json::Value;
 use support::Server;
-
-async fn featured_template(server: &Server) -> String {
-    let (_, body) = server
-        .signed_get(&[
-            ("command", "listTemplates"),
-            ("templatefilter", "featured"),
-            ("response", "json"),
-        ])
-        .await;
-    body["listtemplatesresponse"]["template"][0]["id"]
-        .as_str()
-        .expect("the demo has a featured template")
-        .to_owned()
-}
-
-/// Polls a job until it ends: (jobstatus, jobresult).
-async fn wait_job(server: &Server, job_id: &str) -> (u64, Value) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = server
-            .signed_get(&[
-                ("command", "queryAsyncJobResult"),
-                ("jobid", job_id),
-                ("response", "json"),
-            ])
-            .await;
-        let job = &body["queryasyncjobresultresponse"];
-        let status = job["jobstatus"].as_u64().expect("a numeric jobstatus");
-        if status != 0 {
-            return (status, job["jobresult"].clone());
-        }
-        assert!(Instant::now() < deadline, "job {job_id} still pending");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Fires `n` deploys at once; returns the error codes of the refused ones and the job ids of
 /// the accepted ones.
@@ -55,7 +19,7 @@ async fn concurrent_deploys(
     offering: &str,
     extra: &[(&'static str, String)],
 ) -> (Vec<u64>, Vec<String>) {
-    let template = featured_template(server).await;
+    let template = server.featured_template().await;
     let zone = demo_id("zone").to_string();
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -128,7 +92,7 @@ async fn concurrent_deploys_never_overbook_a_host_nor_share_an_address() {
         "exactly the capacity is accepted; refused: {refused:?}"
     );
     for job in &jobs {
-        let (status, result) = wait_job(&server, job).await;
+        let (status, result) = server.wait_job(job).await;
         assert_eq!(status, 1, "{result}");
     }
     let vms = list_vms(&server, &[]).await;
@@ -217,7 +181,7 @@ async fn concurrent_deploys_never_exceed_an_account_limit() {
     );
     assert!(refused.iter().all(|code| *code == 532), "{refused:?}");
     for job in &jobs {
-        assert_eq!(wait_job(&server, job).await.0, 1);
+        assert_eq!(server.wait_job(job).await.0, 1);
     }
     let vms = list_vms(&server, &[("account", "racer"), ("domainid", &domain)]).await;
     assert_eq!(vms.len(), 3);

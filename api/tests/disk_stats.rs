@@ -56,15 +56,7 @@ async fn wait_for_readings(server: &Server, n: usize) -> Vec<VolumeCounterReadin
 async fn running_vms_disks_are_read_every_interval_of_the_server_clock() {
     let start = "2026-03-01T00:00:00Z".parse().unwrap();
     let server = Server::start_with(ClockChoice::Manual { start: Some(start) }, true).await;
-    let templates = ok(
-        &server,
-        &[("command", "listTemplates"), ("templatefilter", "featured")],
-    )
-    .await;
-    let template = templates["listtemplatesresponse"]["template"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let template = server.featured_template().await;
     let (zone, small) = (demo_id("zone").to_string(), demo_id("small").to_string());
     let deployed = ok(
         &server,
@@ -84,19 +76,8 @@ async fn running_vms_disks_are_read_every_interval_of_the_server_clock() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = ok(
-            &server,
-            &[("command", "queryAsyncJobResult"), ("jobid", &job)],
-        )
-        .await;
-        if status["queryasyncjobresultresponse"]["jobstatus"] == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (status, result) = server.wait_job(&job).await;
+    assert_eq!(status, 1, "{result}");
 
     // Off by default (CloudStack's 0): a day passes without a reading.
     ok(&server, &[("command", "advanceClock"), ("days", "1")]).await;

@@ -282,25 +282,6 @@ async fn ready(server: &Server) -> serde_json::Value {
     }
 }
 
-async fn wait_job(server: &Server, job_id: &str) -> u64 {
-    loop {
-        let (_, body) = server
-            .signed_get(&[
-                ("command", "queryAsyncJobResult"),
-                ("jobid", job_id),
-                ("response", "json"),
-            ])
-            .await;
-        let status = body["queryasyncjobresultresponse"]["jobstatus"]
-            .as_u64()
-            .expect("a numeric jobstatus");
-        if status != 0 {
-            return status;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness_over_http() {
     let server = Server::start_demo().await;
@@ -370,17 +351,7 @@ async fn metrics_health_and_readiness_over_http() {
     assert_eq!(status, 200, "{body}");
 
     // And a VM: an async job and hypervisor commands.
-    let (_, templates) = server
-        .signed_get(&[
-            ("command", "listTemplates"),
-            ("templatefilter", "featured"),
-            ("response", "json"),
-        ])
-        .await;
-    let template = templates["listtemplatesresponse"]["template"][0]["id"]
-        .as_str()
-        .expect("the demo has a featured template")
-        .to_owned();
+    let template = server.featured_template().await;
     let (zone, small) = (demo_id("zone").to_string(), demo_id("small").to_string());
     let (status, body) = server
         .signed_get(&[
@@ -397,7 +368,7 @@ async fn metrics_health_and_readiness_over_http() {
         .as_str()
         .expect("a job id")
         .to_owned();
-    assert_eq!(wait_job(&server, &job_id).await, 1, "the deploy succeeds");
+    assert_eq!(server.wait_job(&job_id).await.0, 1, "the deploy succeeds");
     ready(&server).await;
 
     let after = scrape(&server).await;

@@ -52,6 +52,15 @@ fn verify(file: &Path) -> Output {
     ledgerstack().arg("verify").arg(file).output().unwrap()
 }
 
+/// Runs `ledgerstack export` of `dir` to standard output (no check of the outcome).
+fn export_to_stdout(dir: &Path) -> Output {
+    ledgerstack()
+        .args(["export", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 fn verify_dir(dir: &Path) -> Output {
     ledgerstack()
         .args(["verify", "--data-dir"])
@@ -111,12 +120,7 @@ fn an_export_verifies_and_ends_with_the_chain_head_that_the_data_directory_verif
     assert!(stdout(&out).contains(&head), "{}", stdout(&out));
 
     // Written to standard output, the export is the same bytes.
-    let out = ledgerstack()
-        .arg("export")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = export_to_stdout(dir.path());
     assert!(out.status.success());
     assert_eq!(out.stdout, std::fs::read(&file).unwrap());
 }
@@ -235,12 +239,7 @@ fn a_flipped_byte_in_a_segment_file_is_caught_naming_its_position() {
         &["position 12:", "damaged record", "checksum mismatch"],
     );
     // Export refuses too, rather than writing a log with a hole.
-    let out = ledgerstack()
-        .arg("export")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = export_to_stdout(dir.path());
     assert_fails_saying(&out, "position 12");
 }
 

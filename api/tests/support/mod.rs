@@ -98,6 +98,45 @@ impl Server {
         (status, json)
     }
 
+    /// The id of the demo's first featured template (servers started with the demo data).
+    pub async fn featured_template(&self) -> String {
+        let (_, body) = self
+            .signed_get(&[
+                ("command", "listTemplates"),
+                ("templatefilter", "featured"),
+                ("response", "json"),
+            ])
+            .await;
+        body["listtemplatesresponse"]["template"][0]["id"]
+            .as_str()
+            .expect("the demo has a featured template")
+            .to_owned()
+    }
+
+    /// Polls an async job until it ends (at most a minute): (jobstatus, jobresult).
+    pub async fn wait_job(&self, job_id: &str) -> (u64, Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, body) = self
+                .signed_get(&[
+                    ("command", "queryAsyncJobResult"),
+                    ("jobid", job_id),
+                    ("response", "json"),
+                ])
+                .await;
+            let job = &body["queryasyncjobresultresponse"];
+            let status = job["jobstatus"].as_u64().expect("a numeric jobstatus");
+            if status != 0 {
+                return (status, job["jobresult"].clone());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job_id} still pending"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server gracefully; returns its data directory, which is deleted when dropped.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
